@@ -1,0 +1,11 @@
+/* cli: what the subcommands of the program share. */
+#ifndef SHAZBOT_CLI_H
+#define SHAZBOT_CLI_H
+
+/* Prints `text` and returns 1 when argv holds --help or -h. */
+int cli_wants_help(int argc, char **argv, const char *text);
+
+/* clustershazbot store: argv[0] is "store". Returns the exit status. */
+int cli_store(int argc, char **argv);
+
+#endif

@@ -1,0 +1,86 @@
+/* clustershazbot: the command-line program.
+ *
+ *   clustershazbot serve            a standalone node, configured from the environment
+ *   clustershazbot store ...        a master-list store (see store.c)
+ *
+ * Exit statuses: 0 success, 1 a failed operation, 2 bad usage or configuration. */
+#include "clustershazbot.h"
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char *const usage =
+    "usage: clustershazbot <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  serve    run a node configured from the environment (SHAZBOT_* variables)\n"
+    "  store    serve a master list from a file (GET and PUT)\n"
+    "  version  print the version\n"
+    "\n"
+    "'clustershazbot <command> --help' tells more about each.\n";
+
+static const char *const serve_usage =
+    "usage: clustershazbot serve\n"
+    "\n"
+    "Runs a node until SIGTERM or SIGINT, then leaves the cluster gracefully (exit 0).\n"
+    "Configuration comes from the environment; required: SHAZBOT_SECRET,\n"
+    "SHAZBOT_CONTROL_SECRET, SHAZBOT_BASE_URL, SHAZBOT_MASTER_LIST,\n"
+    "SHAZBOT_MASTER_LIST_UPDATE, SHAZBOT_MASTER_LIST_UPDATE_AUTH. See the README for the\n"
+    "optional ones. A missing or malformed value exits with status 2 and names it.\n";
+
+int cli_wants_help(int argc, char **argv, const char *text) {
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(text, stdout);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int serve(int argc, char **argv) {
+    if (cli_wants_help(argc, argv, serve_usage)) return 0;
+    if (argc > 1) {
+        fprintf(stderr, "clustershazbot serve: unexpected argument '%s'\n%s", argv[1], serve_usage);
+        return 2;
+    }
+    char err[1024];
+    shazbot_settings *settings = shazbot_settings_from_env(err, sizeof err);
+    if (!settings) {
+        fprintf(stderr, "clustershazbot serve: %s\n", err);
+        return 2;
+    }
+    shazbot *node = shazbot_new(settings, NULL, err, sizeof err);
+    shazbot_settings_free(settings);
+    if (!node) {
+        fprintf(stderr, "clustershazbot serve: %s\n", err);
+        return 2;
+    }
+    if (shazbot_listen(node, NULL, 0, err, sizeof err) != 0) {
+        fprintf(stderr, "clustershazbot serve: %s\n", err);
+        shazbot_free(node);
+        return 1;
+    }
+    shazbot_start(node);
+    int rc = shazbot_run(node, 1);
+    shazbot_free(node);
+    return rc == 0 ? 0 : 1;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *command = argv[1];
+    if (strcmp(command, "serve") == 0) return serve(argc - 1, argv + 1);
+    if (strcmp(command, "store") == 0) return cli_store(argc - 1, argv + 1);
+    if (strcmp(command, "version") == 0 || strcmp(command, "--version") == 0) {
+        printf("clustershazbot %s\n", SHAZBOT_VERSION);
+        return 0;
+    }
+    fprintf(stderr, "clustershazbot: unknown command '%s'\n\n%s", command, usage);
+    return 2;
+}

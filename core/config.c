@@ -1,0 +1,221 @@
+/* config: see config.h. A table lists every variable with its kind and where it goes, so that
+ * reading the environment, setting from a host and the documentation all follow one list. */
+#include "config.h"
+
+#include "membership.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+typedef enum { KIND_STRING, KIND_URL, KIND_SECONDS, KIND_BOOL, KIND_LISTEN, KIND_LOG, KIND_BYTES } kind;
+
+typedef struct variable {
+    const char *name;
+    kind kind;
+    size_t offset;
+    bool required;
+    bool zero_ok; /* for KIND_SECONDS: 0 is a meaningful value */
+} variable;
+
+#define AT(field) offsetof(shazbot_settings, field)
+static const variable variables[] = {
+    {"SHAZBOT_SECRET", KIND_STRING, AT(secret), true, false},
+    {"SHAZBOT_CONTROL_SECRET", KIND_STRING, AT(control_secret), true, false},
+    {"SHAZBOT_BASE_URL", KIND_URL, AT(base_url), true, false},
+    {"SHAZBOT_MASTER_LIST", KIND_STRING, AT(master_list), true, false},
+    {"SHAZBOT_MASTER_LIST_UPDATE", KIND_STRING, AT(master_list_update), true, false},
+    {"SHAZBOT_MASTER_LIST_UPDATE_AUTH", KIND_STRING, AT(master_list_update_auth), true, false},
+    {"SHAZBOT_GOSSIP_INTERVAL", KIND_SECONDS, AT(gossip_interval), false, false},
+    {"SHAZBOT_MASTER_ANNOUNCE_MINIMUM", KIND_SECONDS, AT(announce_minimum), false, true},
+    {"SHAZBOT_MASTER_ANNOUNCE_INTERVAL", KIND_SECONDS, AT(announce_interval), false, true},
+    {"SHAZBOT_MONITOR", KIND_BOOL, AT(monitor), false, false},
+    {"SHAZBOT_UPDATE_MASTER_LIST_ON_SHUTDOWN", KIND_BOOL, AT(update_master_list_on_shutdown), false, false},
+    {"SHAZBOT_LISTEN", KIND_LISTEN, 0, false, false},
+    {"SHAZBOT_POLICY", KIND_STRING, AT(policy_path), false, false},
+    {"SHAZBOT_LOG_LEVEL", KIND_LOG, AT(log_level), false, false},
+    {"SHAZBOT_MAX_BODY", KIND_BYTES, AT(max_body), false, false},
+    {"SHAZBOT_MAX_CLOCK_SKEW", KIND_SECONDS, AT(max_clock_skew), false, true},
+    {"HAPPY_SECRET", KIND_STRING, AT(happy_secret), false, false},
+};
+#undef AT
+
+#define FIELD(s, v, type) ((type *)((char *)(s) + (v)->offset))
+
+void config_init(shazbot_settings *s) {
+    memset(s, 0, sizeof *s);
+    s->gossip_interval = 30;
+    s->announce_minimum = 300;
+    s->announce_interval = 600;
+    s->log_level = LOG_INFO;
+    s->max_body = 8u << 20;
+    s->max_clock_skew = 300;
+}
+
+void config_free(shazbot_settings *s) {
+    for (size_t i = 0; i < sizeof variables / sizeof *variables; i++) {
+        const variable *v = &variables[i];
+        if (v->kind == KIND_STRING || v->kind == KIND_URL) free(*FIELD(s, v, char *));
+    }
+    free(s->listen_host);
+    config_init(s);
+}
+
+bool config_copy(shazbot_settings *dst, const shazbot_settings *src) {
+    *dst = *src;
+    /* First detach every string from src, so that a failure frees only our own copies. */
+    for (size_t i = 0; i < sizeof variables / sizeof *variables; i++) {
+        const variable *v = &variables[i];
+        if (v->kind == KIND_STRING || v->kind == KIND_URL) *FIELD(dst, v, char *) = NULL;
+    }
+    dst->listen_host = NULL;
+    bool ok = true;
+    for (size_t i = 0; i < sizeof variables / sizeof *variables; i++) {
+        const variable *v = &variables[i];
+        if (v->kind != KIND_STRING && v->kind != KIND_URL) continue;
+        const char *value = *FIELD(src, v, char *const);
+        if (value && !(*FIELD(dst, v, char *) = strdup(value))) ok = false;
+    }
+    if (src->listen_host && !(dst->listen_host = strdup(src->listen_host))) ok = false;
+    if (!ok) config_free(dst);
+    return ok;
+}
+
+static const variable *find(const char *name) {
+    for (size_t i = 0; i < sizeof variables / sizeof *variables; i++)
+        if (strcmp(variables[i].name, name) == 0) return &variables[i];
+    return NULL;
+}
+
+static bool bad(char *err, size_t err_len, const char *name, const char *value, const char *why) {
+    snprintf(err, err_len, "%s: \"%s\" %s", name, value, why);
+    return false;
+}
+
+static bool parse_number(const char *value, double *out) {
+    char *end;
+    if (!*value || isspace((unsigned char)*value)) return false;
+    double d = strtod(value, &end);
+    if (*end != '\0' || !isfinite(d)) return false;
+    *out = d;
+    return true;
+}
+
+/* "host:port", "[v6]:port" or ":port". */
+static bool parse_listen(const char *value, char **host, int *port) {
+    const char *colon = strrchr(value, ':');
+    if (!colon) return false;
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (colon[1] == '\0' || *end != '\0' || p < 0 || p > 65535) return false;
+    const char *h = value;
+    size_t hlen = (size_t)(colon - value);
+    if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']') {
+        h++;
+        hlen -= 2;
+    }
+    *host = hlen ? strndup(h, hlen) : NULL;
+    *port = (int)p;
+    return true;
+}
+
+bool config_set(shazbot_settings *s, const char *name, const char *value, char *err,
+                size_t err_len) {
+    const variable *v = find(name);
+    if (!v) {
+        snprintf(err, err_len, "%s: not a clustershazbot setting", name);
+        return false;
+    }
+    switch (v->kind) {
+    case KIND_URL:
+        if (!membership_url_valid(value, strlen(value)))
+            return bad(err, err_len, name, value, "is not an http(s) URL ending in '/'");
+        /* fall through */
+    case KIND_STRING:
+        if (v->required && !*value) return bad(err, err_len, name, value, "must not be empty");
+        free(*FIELD(s, v, char *));
+        *FIELD(s, v, char *) = strdup(value);
+        return true;
+    case KIND_SECONDS: {
+        double d;
+        if (!parse_number(value, &d) || d < 0 || (d == 0 && !v->zero_ok))
+            return bad(err, err_len, name, value,
+                       v->zero_ok ? "is not a number of seconds >= 0" : "is not a number of seconds > 0");
+        *FIELD(s, v, double) = d;
+        return true;
+    }
+    case KIND_BYTES: {
+        double d;
+        if (!parse_number(value, &d) || d < 1024 || d > (double)(1u << 30) || floor(d) != d)
+            return bad(err, err_len, name, value, "is not a whole number of bytes from 1024 to 1073741824");
+        *FIELD(s, v, size_t) = (size_t)d;
+        return true;
+    }
+    case KIND_BOOL:
+        if (strcasecmp(value, "true") == 0) *FIELD(s, v, bool) = true;
+        else if (strcasecmp(value, "false") == 0) *FIELD(s, v, bool) = false;
+        else return bad(err, err_len, name, value, "is not true or false");
+        return true;
+    case KIND_LOG: {
+        static const char *levels[] = {"error", "warn", "info", "debug"};
+        for (int i = 0; i < 4; i++) {
+            if (strcasecmp(value, levels[i]) == 0) {
+                *FIELD(s, v, log_level) = (log_level)i;
+                return true;
+            }
+        }
+        return bad(err, err_len, name, value, "is not one of error, warn, info, debug");
+    }
+    case KIND_LISTEN: {
+        char *host = NULL;
+        int port;
+        if (!parse_listen(value, &host, &port))
+            return bad(err, err_len, name, value, "is not host:port");
+        free(s->listen_host);
+        s->listen_host = host;
+        s->listen_port = port;
+        return true;
+    }
+    }
+    return false;
+}
+
+bool config_check(const shazbot_settings *s, char *err, size_t err_len) {
+    for (size_t i = 0; i < sizeof variables / sizeof *variables; i++) {
+        const variable *v = &variables[i];
+        if (v->required && *FIELD(s, v, char *const) == NULL) {
+            snprintf(err, err_len, "%s: missing (required)", v->name);
+            return false;
+        }
+    }
+    return true;
+}
+
+bool config_from_env(shazbot_settings *s, char *err, size_t err_len) {
+    for (size_t i = 0; i < sizeof variables / sizeof *variables; i++) {
+        const char *value = getenv(variables[i].name);
+        if (value && !config_set(s, variables[i].name, value, err, err_len)) return false;
+    }
+    return config_check(s, err, err_len);
+}
+
+int config_url_port(const char *url) {
+    const char *host = strstr(url, "://");
+    if (!host) return 0;
+    host += 3;
+    const char *end = host + strcspn(host, "/");
+    const char *colon = NULL;
+    /* The last ':' in the authority that is not inside an IPv6 literal. */
+    for (const char *c = host; c < end; c++) {
+        if (*c == ']') colon = NULL;
+        else if (*c == ':') colon = c;
+    }
+    if (colon) {
+        long p = strtol(colon + 1, NULL, 10);
+        return p > 0 && p <= 65535 ? (int)p : 0;
+    }
+    return strncmp(url, "https", 5) == 0 ? 443 : 80;
+}

@@ -1,0 +1,56 @@
+/* config: environment variables (or the same names given one by one by a host) -> validated
+ * settings. One setter serves both ways in, so a value is checked the same wherever it comes
+ * from, and every error names the variable and the value. */
+#ifndef SHAZBOT_CONFIG_H
+#define SHAZBOT_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG } log_level;
+
+typedef struct shazbot_settings {
+    char *secret;
+    char *control_secret;
+    char *base_url;
+    char *master_list;
+    char *master_list_update;
+    char *master_list_update_auth;
+    double gossip_interval;   /* seconds */
+    double announce_minimum;  /* seconds */
+    double announce_interval; /* seconds */
+    bool monitor;
+    bool update_master_list_on_shutdown;
+    char *listen_host; /* NULL: every interface */
+    int listen_port;   /* 0: the port of base_url */
+    char *policy_path;
+    log_level log_level;
+    char *happy_secret; /* NULL: every /happy request gets 401; "none": open */
+    size_t max_body;      /* bytes */
+    double max_clock_skew; /* seconds a lastUpdate may lie in the future */
+} shazbot_settings;
+
+/* Defaults for everything optional; required values NULL. */
+void config_init(shazbot_settings *s);
+void config_free(shazbot_settings *s);
+
+/* A deep copy into `dst` (which holds nothing); false when out of memory, `dst` then empty. */
+bool config_copy(shazbot_settings *dst, const shazbot_settings *src);
+
+/* Sets one variable by its environment name (SHAZBOT_GOSSIP_INTERVAL, HAPPY_SECRET, ...).
+ * Returns false and explains in `err` when the name is unknown or the value malformed; the
+ * settings are then unchanged. */
+bool config_set(shazbot_settings *s, const char *name, const char *value, char *err,
+                size_t err_len);
+
+/* Reads every known variable from the environment, then checks the required ones. */
+bool config_from_env(shazbot_settings *s, char *err, size_t err_len);
+
+/* Checks that every required variable is set. */
+bool config_check(const shazbot_settings *s, char *err, size_t err_len);
+
+/* Port of an http(s) URL (explicit, or 80/443). Returns 0 if it cannot be read. */
+int config_url_port(const char *url);
+
+#endif

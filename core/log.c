@@ -1,0 +1,26 @@
+/* log: see log.h. */
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <time.h>
+
+static log_level current_level = LOG_INFO;
+
+void log_set_level(log_level level) { current_level = level; }
+
+void log_write(log_level level, const char *fmt, ...) {
+    static const char *names[] = {"error", "warn", "info", "debug"};
+    if (level > current_level) return;
+    char stamp[32];
+    time_t t = time(NULL);
+    struct tm tm;
+    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    /* One write per line so that lines of concurrent processes do not interleave. */
+    fprintf(stderr, "%s clustershazbot %s: %s\n", stamp, names[level], line);
+}

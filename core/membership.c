@@ -1,0 +1,232 @@
+/* membership: records and the merge rules of PROTOCOL.md (see membership.h).
+ *
+ * Records live in a dense array (cheap iteration for the wire output, removal by swapping the
+ * last one in) and in a chained hash table keyed by baseUrl (cheap lookup while merging a
+ * message of thousands of records). */
+#include "membership.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t url_hash(const char *s, size_t len) {
+    /* FNV-1a: short keys, no adversarial cost worth a keyed hash since lookups are bounded
+     * by the body limit. */
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static void member_invalidate_wire(member *r) {
+    free(r->wire);
+    r->wire = NULL;
+    r->wire_len = 0;
+}
+
+static void member_free(member *r) {
+    member_invalidate_wire(r);
+    free(r->base_url);
+    free(r);
+}
+
+static bool grow_buckets(membership *m) {
+    size_t n = m->bucket_count ? m->bucket_count * 2 : 64;
+    member **b = calloc(n, sizeof *b);
+    if (!b) return false;
+    for (size_t i = 0; i < m->count; i++) {
+        member *r = m->members[i];
+        size_t slot = url_hash(r->base_url, r->url_len) & (n - 1);
+        r->hash_next = b[slot];
+        b[slot] = r;
+    }
+    free(m->buckets);
+    m->buckets = b;
+    m->bucket_count = n;
+    return true;
+}
+
+static member *insert(membership *m, const char *url, size_t len, bool monitor,
+                      int64_t last_update, member_status s) {
+    if (m->count == m->capacity) {
+        size_t cap = m->capacity ? m->capacity * 2 : 16;
+        member **a = realloc(m->members, cap * sizeof *a);
+        if (!a) return NULL;
+        m->members = a;
+        m->capacity = cap;
+    }
+    if (m->count + 1 > m->bucket_count * 3 / 4 && !grow_buckets(m)) return NULL;
+    member *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->base_url = malloc(len + 1);
+    if (!r->base_url) {
+        free(r);
+        return NULL;
+    }
+    memcpy(r->base_url, url, len);
+    r->base_url[len] = '\0';
+    r->url_len = len;
+    r->monitor = monitor;
+    r->last_update = last_update;
+    r->status = s;
+    r->index = m->count;
+    m->members[m->count++] = r;
+    size_t slot = url_hash(url, len) & (m->bucket_count - 1);
+    r->hash_next = m->buckets[slot];
+    m->buckets[slot] = r;
+    return r;
+}
+
+static void remove_at(membership *m, size_t i) {
+    member *r = m->members[i];
+    size_t slot = url_hash(r->base_url, r->url_len) & (m->bucket_count - 1);
+    for (member **p = &m->buckets[slot]; *p; p = &(*p)->hash_next) {
+        if (*p == r) {
+            *p = r->hash_next;
+            break;
+        }
+    }
+    m->members[i] = m->members[--m->count];
+    m->members[i]->index = i;
+    member_free(r);
+}
+
+membership *membership_new(const char *self_url, bool self_monitor, int64_t now_ms,
+                           int64_t max_skew_ms) {
+    size_t len = strlen(self_url);
+    if (!membership_url_valid(self_url, len)) return NULL;
+    membership *m = calloc(1, sizeof *m);
+    if (!m) return NULL;
+    m->max_skew_ms = max_skew_ms;
+    m->self = insert(m, self_url, len, self_monitor, now_ms, MEMBER_ONLINE);
+    if (!m->self) {
+        membership_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void membership_free(membership *m) {
+    if (!m) return;
+    for (size_t i = 0; i < m->count; i++) member_free(m->members[i]);
+    free(m->members);
+    free(m->buckets);
+    free(m);
+}
+
+bool membership_url_valid(const char *url, size_t len) {
+    size_t scheme;
+    if (len > 7 && memcmp(url, "http://", 7) == 0) scheme = 7;
+    else if (len > 8 && memcmp(url, "https://", 8) == 0) scheme = 8;
+    else return false;
+    if (len > SHAZBOT_MAX_URL_LEN || url[len - 1] != '/') return false;
+    /* A host must follow the scheme: "http:///" names nothing. */
+    if (url[scheme] == '/' || url[scheme] == ':' || url[scheme] == '?' || url[scheme] == '#')
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)url[i];
+        /* Restricting to printable ASCII minus '"' and '\' keeps every valid URL safe to
+         * write into JSON as it is (see wire.c) and in an HTTP header. */
+        if (c <= ' ' || c >= 0x7f || c == '"' || c == '\\') return false;
+    }
+    return true;
+}
+
+member *membership_find(const membership *m, const char *url, size_t len) {
+    if (!m->bucket_count) return NULL;
+    for (member *r = m->buckets[url_hash(url, len) & (m->bucket_count - 1)]; r; r = r->hash_next)
+        if (r->url_len == len && memcmp(r->base_url, url, len) == 0) return r;
+    return NULL;
+}
+
+static void set_record(member *r, bool monitor, int64_t last_update, member_status s) {
+    r->monitor = monitor;
+    r->last_update = last_update;
+    r->status = s;
+    member_invalidate_wire(r);
+}
+
+/* The own record only moves forward in time, so that a change this node makes always beats
+ * whatever its peers hold about it. */
+static void stamp_self(membership *m, member_status s, int64_t at_least) {
+    member *self = m->self;
+    int64_t stamp = at_least > self->last_update ? at_least : self->last_update;
+    set_record(self, self->monitor, stamp, s);
+}
+
+merge_result membership_merge(membership *m, const member_entry *e, member_status s,
+                              int64_t now_ms) {
+    if (!membership_url_valid(e->base_url, e->url_len)) {
+        m->stats.skipped_url++;
+        return MERGE_SKIPPED_URL;
+    }
+    if (!e->last_update_ok) {
+        m->stats.skipped_time++;
+        return MERGE_SKIPPED_TIME;
+    }
+    if (e->last_update > now_ms && e->last_update - now_ms > m->max_skew_ms) {
+        m->stats.skipped_future++;
+        return MERGE_SKIPPED_FUTURE;
+    }
+    member *r = membership_find(m, e->base_url, e->url_len);
+    if (r == m->self) {
+        if (s == MEMBER_OFFLINE && r->status == MEMBER_ONLINE &&
+            e->last_update >= r->last_update) {
+            int64_t refute = e->last_update + 1 > now_ms ? e->last_update + 1 : now_ms;
+            stamp_self(m, MEMBER_ONLINE, refute);
+            m->stats.refutations++;
+            return MERGE_SELF_REFUTED;
+        }
+        return MERGE_SELF_IGNORED;
+    }
+    if (!r) {
+        return insert(m, e->base_url, e->url_len, e->monitor, e->last_update, s)
+                   ? MERGE_INSERTED
+                   : MERGE_KEPT; /* out of memory: knowing less is the safe failure */
+    }
+    if (e->last_update > r->last_update) {
+        set_record(r, e->monitor, e->last_update, s);
+        return MERGE_UPDATED;
+    }
+    return MERGE_KEPT;
+}
+
+void membership_refresh_self(membership *m, int64_t now_ms) {
+    if (m->self->status == MEMBER_ONLINE && now_ms > m->self->last_update)
+        stamp_self(m, MEMBER_ONLINE, now_ms);
+}
+
+bool membership_set_self_online(membership *m, bool online, int64_t now_ms) {
+    member_status want = online ? MEMBER_ONLINE : MEMBER_OFFLINE;
+    if (m->self->status == want) return false;
+    stamp_self(m, want, now_ms > m->self->last_update ? now_ms : m->self->last_update + 1);
+    return true;
+}
+
+bool membership_mark_offline(membership *m, const char *url, size_t len, int64_t now_ms) {
+    member *r = membership_find(m, url, len);
+    if (!r || r == m->self) return false;
+    int64_t stamp = now_ms > r->last_update ? now_ms : r->last_update + 1;
+    set_record(r, r->monitor, stamp, MEMBER_OFFLINE);
+    return true;
+}
+
+size_t membership_purge(membership *m, int64_t now_ms) {
+    size_t removed = 0;
+    for (size_t i = m->count; i-- > 0;) {
+        member *r = m->members[i];
+        if (r != m->self && r->status == MEMBER_OFFLINE &&
+            now_ms - r->last_update > SHAZBOT_OFFLINE_RETENTION_MS) {
+            remove_at(m, i);
+            removed++;
+        }
+    }
+    return removed;
+}
+
+size_t membership_count(const membership *m, member_status s) {
+    size_t n = 0;
+    for (size_t i = 0; i < m->count; i++) n += m->members[i]->status == s;
+    return n;
+}

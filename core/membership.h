@@ -1,0 +1,95 @@
+/* membership: the node's knowledge of the cluster, one record per baseUrl, and the merge
+ * rules of PROTOCOL.md.
+ *
+ * Pure on purpose: no clock, no randomness, no I/O. Every function that needs the time takes
+ * `now_ms`, so the unit tests can replay any ordering of events exactly. The wire form of each
+ * record is cached beside it (see wire.c), because the answer to every gossip request is the
+ * whole state and between two requests almost none of it changes. */
+#ifndef SHAZBOT_MEMBERSHIP_H
+#define SHAZBOT_MEMBERSHIP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SHAZBOT_MAX_URL_LEN 2048
+#define SHAZBOT_OFFLINE_RETENTION_MS (24LL * 3600 * 1000)
+
+typedef enum { MEMBER_ONLINE = 0, MEMBER_OFFLINE = 1 } member_status;
+
+typedef struct member {
+    char *base_url;
+    size_t url_len;
+    bool monitor;
+    int64_t last_update;
+    member_status status;
+    /* Cached `{"baseUrl":...,"monitor":...,"lastUpdate":...}`; NULL when stale. */
+    char *wire;
+    size_t wire_len;
+    struct member *hash_next;
+    size_t index; /* position in membership.members */
+} member;
+
+/* An incoming record, before it is checked. `last_update_ok` is false when the peer sent a
+ * value that is not a finite integer (null, a fraction, ...). */
+typedef struct member_entry {
+    const char *base_url;
+    size_t url_len;
+    bool monitor;
+    int64_t last_update;
+    bool last_update_ok;
+} member_entry;
+
+typedef enum {
+    MERGE_INSERTED,
+    MERGE_UPDATED,
+    MERGE_KEPT,            /* not newer than what is there */
+    MERGE_SELF_IGNORED,    /* a record about this node that needs no answer */
+    MERGE_SELF_REFUTED,    /* a peer said this node is offline; it refreshed itself */
+    MERGE_SKIPPED_URL,     /* baseUrl is not an http(s) URL ending in '/' */
+    MERGE_SKIPPED_TIME,    /* lastUpdate is not a finite integer */
+    MERGE_SKIPPED_FUTURE,  /* lastUpdate beyond the allowed clock skew */
+} merge_result;
+
+typedef struct membership_stats {
+    uint64_t skipped_url, skipped_time, skipped_future, refutations;
+} membership_stats;
+
+typedef struct membership {
+    member **members; /* dense array: iteration order of the wire output */
+    size_t count, capacity;
+    member **buckets;
+    size_t bucket_count;
+    member *self;
+    int64_t max_skew_ms;
+    membership_stats stats;
+} membership;
+
+membership *membership_new(const char *self_url, bool self_monitor, int64_t now_ms,
+                           int64_t max_skew_ms);
+void membership_free(membership *m);
+
+/* True when `url` is an absolute http:// or https:// URL with a host, ending in '/', made of
+ * printable ASCII without quotes, backslashes or spaces, and not longer than
+ * SHAZBOT_MAX_URL_LEN. */
+bool membership_url_valid(const char *url, size_t len);
+
+merge_result membership_merge(membership *m, const member_entry *e, member_status s,
+                              int64_t now_ms);
+
+member *membership_find(const membership *m, const char *url, size_t len);
+
+/* The own record: refresh (lastUpdate = now, only while online) and control. */
+void membership_refresh_self(membership *m, int64_t now_ms);
+/* Returns true when the status changed. */
+bool membership_set_self_online(membership *m, bool online, int64_t now_ms);
+
+/* A peer that failed twice: offline, lastUpdate = now. Returns false if unknown or self. */
+bool membership_mark_offline(membership *m, const char *url, size_t len, int64_t now_ms);
+
+/* Removes offline records older than SHAZBOT_OFFLINE_RETENTION_MS; returns how many. */
+size_t membership_purge(membership *m, int64_t now_ms);
+
+size_t membership_count(const membership *m, member_status s);
+
+#endif

@@ -1,0 +1,455 @@
+/* policy: see policy.h.
+ *
+ * Budgets: a count hook fires every HOOK_STEP VM instructions and raises an error once a call
+ * has used HOOK_BUDGET; the allocator refuses to grow the state beyond MEMORY_CAP. Both turn a
+ * runaway hook into an ordinary Lua error, caught by the protected call, after which the
+ * default hook decides. */
+#include "policy.h"
+
+#include "log.h"
+#include "wire.h"
+
+#include <inttypes.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HOOK_STEP 1000
+#define HOOK_BUDGET 10000000 /* instructions per hook call */
+#define MEMORY_CAP (64u << 20)
+#define ENCODE_MAX_DEPTH 32
+
+extern const char shazbot_default_policy_lua[]; /* generated from lua/clustershazbot/policy.lua */
+extern const size_t shazbot_default_policy_lua_len;
+
+struct policy {
+    lua_State *L;
+    size_t memory;
+    int default_ref; /* the default policy table */
+    int user_ref;    /* the user's table, or LUA_NOREF */
+    int array_mt_ref;
+    long instructions; /* used by the call under way */
+    uint64_t failures;
+};
+
+static void *capped_alloc(void *ud, void *ptr, size_t old_size, size_t new_size) {
+    policy *p = ud;
+    if (!ptr) old_size = 0; /* then old_size names the type of object, not a size */
+    if (new_size == 0) {
+        free(ptr);
+        p->memory -= old_size;
+        return NULL;
+    }
+    if (new_size > old_size && p->memory + (new_size - old_size) > MEMORY_CAP) return NULL;
+    void *n = realloc(ptr, new_size);
+    if (n) p->memory += new_size - old_size;
+    return n;
+}
+
+static policy *policy_of(lua_State *L) {
+    void *ud;
+    lua_getallocf(L, &ud);
+    return ud;
+}
+
+static void budget_hook(lua_State *L, lua_Debug *ar) {
+    (void)ar;
+    policy *p = policy_of(L);
+    p->instructions += HOOK_STEP;
+    if (p->instructions > HOOK_BUDGET) luaL_error(L, "instruction budget of %d exceeded", HOOK_BUDGET);
+}
+
+/* clustershazbot.core: what policies need from the engine to build JSON. */
+static int core_array(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, policy_of(L)->array_mt_ref);
+    lua_setmetatable(L, 1);
+    return 1;
+}
+
+static int open_core(lua_State *L) {
+    lua_newtable(L);
+    lua_pushcfunction(L, core_array);
+    lua_setfield(L, -2, "array");
+    lua_pushlightuserdata(L, NULL); /* encodes as JSON null */
+    lua_setfield(L, -2, "null");
+    return 1;
+}
+
+static int open_default_policy(lua_State *L) {
+    if (luaL_loadbuffer(L, shazbot_default_policy_lua, shazbot_default_policy_lua_len,
+                        "=clustershazbot/policy.lua") != LUA_OK)
+        return lua_error(L);
+    lua_call(L, 0, 1);
+    return 1;
+}
+
+static int loaded_table_ref(lua_State *L, const char *what, char *err, size_t err_len) {
+    if (!lua_istable(L, -1)) {
+        snprintf(err, err_len, "%s: must return a table of hooks, returned %s", what, luaL_typename(L, -1));
+        return LUA_NOREF;
+    }
+    return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+policy *policy_new(const char *script, char *err, size_t err_len) {
+    policy *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->user_ref = LUA_NOREF;
+    p->L = lua_newstate(capped_alloc, p);
+    if (!p->L) {
+        snprintf(err, err_len, "policy: cannot create a Lua state");
+        free(p);
+        return NULL;
+    }
+    lua_State *L = p->L;
+    luaL_openlibs(L);
+    lua_newtable(L);
+    p->array_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    lua_pushcfunction(L, open_core);
+    lua_setfield(L, -2, "clustershazbot.core");
+    lua_pushcfunction(L, open_default_policy);
+    lua_setfield(L, -2, "clustershazbot.policy");
+    lua_pop(L, 1);
+
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "clustershazbot.policy");
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        snprintf(err, err_len, "default policy: %s", lua_tostring(L, -1));
+        goto fail;
+    }
+    if ((p->default_ref = loaded_table_ref(L, "default policy", err, err_len)) == LUA_NOREF) goto fail;
+    if (script) {
+        if (luaL_loadfile(L, script) != LUA_OK || lua_pcall(L, 0, 1, 0) != LUA_OK) {
+            snprintf(err, err_len, "SHAZBOT_POLICY: \"%s\": %s", script, lua_tostring(L, -1));
+            goto fail;
+        }
+        char what[300];
+        snprintf(what, sizeof what, "SHAZBOT_POLICY: \"%s\"", script);
+        if ((p->user_ref = loaded_table_ref(L, what, err, err_len)) == LUA_NOREF) goto fail;
+    }
+    lua_settop(L, 0);
+    return p;
+fail:
+    policy_free(p);
+    return NULL;
+}
+
+void policy_free(policy *p) {
+    if (!p) return;
+    if (p->L) lua_close(p->L);
+    free(p);
+}
+
+uint64_t policy_failures(const policy *p) { return p->failures; }
+
+/* ---- calling hooks ------------------------------------------------------------------------ */
+
+/* Pushes hook `name` of the user table (user = true) or of the default table; false if the
+ * table has no such function. */
+static bool push_hook(policy *p, const char *name, bool user) {
+    int ref = user ? p->user_ref : p->default_ref;
+    if (ref == LUA_NOREF) return false;
+    lua_rawgeti(p->L, LUA_REGISTRYINDEX, ref);
+    lua_getfield(p->L, -1, name);
+    lua_remove(p->L, -2);
+    if (lua_isfunction(p->L, -1)) return true;
+    lua_pop(p->L, 1);
+    return false;
+}
+
+static void count_failure(policy *p, const char *name, bool user, const char *why) {
+    p->failures++;
+    log_warn("policy hook %s (%s) failed: %s; the default decides this time", name,
+             user ? "user script" : "default", why);
+}
+
+/* Calls hook `name`, whose arguments `push_args` pushes, with the budget, leaving its one
+ * result on the stack for `check`. `check` returns NULL if the result is acceptable, else why
+ * not. Tries the user's hook, then the default. Returns true with the accepted result on the
+ * stack; false (stack as before) if even the default failed. */
+typedef void (*push_args_fn)(policy *p, void *ctx, int *nargs);
+typedef const char *(*check_fn)(policy *p, void *ctx);
+
+static bool call_hook(policy *p, const char *name, push_args_fn push_args, check_fn check,
+                      void *ctx) {
+    lua_State *L = p->L;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        bool user = attempt == 0;
+        if (!push_hook(p, name, user)) continue;
+        int nargs = 0;
+        push_args(p, ctx, &nargs);
+        p->instructions = 0;
+        lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_STEP);
+        int rc = lua_pcall(L, nargs, 1, 0);
+        lua_sethook(L, NULL, 0, 0);
+        if (rc != LUA_OK) {
+            count_failure(p, name, user, lua_isstring(L, -1) ? lua_tostring(L, -1) : "error object is not a string");
+            lua_pop(L, 1);
+            continue;
+        }
+        const char *why = check(p, ctx);
+        if (!why) return true;
+        count_failure(p, name, user, why);
+        lua_pop(L, 1);
+    }
+    return false;
+}
+
+static void push_record(lua_State *L, const member *r) {
+    lua_createtable(L, 0, 3);
+    lua_pushlstring(L, r->base_url, r->url_len);
+    lua_setfield(L, -2, "baseUrl");
+    lua_pushboolean(L, r->monitor);
+    lua_setfield(L, -2, "monitor");
+    lua_pushinteger(L, r->last_update);
+    lua_setfield(L, -2, "lastUpdate");
+}
+
+/* An array (marked for JSON) of the records of status `s`, self included or not. */
+static void push_records(policy *p, membership *m, member_status s, bool with_self) {
+    lua_State *L = p->L;
+    lua_createtable(L, (int)m->count, 0);
+    lua_Integer n = 0;
+    for (size_t i = 0; i < m->count; i++) {
+        const member *r = m->members[i];
+        if (r->status != s || (!with_self && r == m->self)) continue;
+        push_record(L, r);
+        lua_rawseti(L, -2, ++n);
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->array_mt_ref);
+    lua_setmetatable(L, -2);
+}
+
+static void push_peers_and_self(policy *p, void *ctx, int *nargs) {
+    membership *m = ctx;
+    push_records(p, m, MEMBER_ONLINE, false);
+    push_record(p->L, m->self);
+    *nargs = 2;
+}
+
+/* A baseUrl that names a known online peer other than this node, else NULL. */
+static const member *online_peer(membership *m, lua_State *L, int index) {
+    size_t len;
+    const char *url = lua_tolstring(L, index, &len);
+    const member *r = url ? membership_find(m, url, len) : NULL;
+    return r && r != m->self && r->status == MEMBER_ONLINE ? r : NULL;
+}
+
+static const char *check_target(policy *p, void *ctx) {
+    if (lua_isnil(p->L, -1)) return NULL;
+    if (lua_type(p->L, -1) != LUA_TSTRING) return "returned neither a baseUrl nor nil";
+    return online_peer(ctx, p->L, -1) ? NULL : "returned a baseUrl that is not a known online peer";
+}
+
+const member *policy_gossip_target(policy *p, membership *m) {
+    if (!call_hook(p, "gossip_target", push_peers_and_self, check_target, m)) return NULL;
+    const member *r = lua_isnil(p->L, -1) ? NULL : online_peer(m, p->L, -1);
+    lua_pop(p->L, 1);
+    return r;
+}
+
+static const char *check_target_list(policy *p, void *ctx) {
+    lua_State *L = p->L;
+    if (!lua_istable(L, -1)) return "returned something other than a list of baseUrls";
+    lua_Integer n = luaL_len(L, -1);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        bool ok = lua_type(L, -1) == LUA_TSTRING && online_peer(ctx, L, -1);
+        lua_pop(L, 1);
+        if (!ok) return "returned a list holding something other than known online peers";
+    }
+    return NULL;
+}
+
+size_t policy_targets(policy *p, membership *m, targets_kind kind, const member **out) {
+    const char *name = kind == TARGETS_BOOTSTRAP ? "bootstrap_targets" : "shutdown_targets";
+    if (!call_hook(p, name, push_peers_and_self, check_target_list, m)) return 0;
+    lua_State *L = p->L;
+    size_t count = 0;
+    lua_Integer n = luaL_len(L, -1);
+    for (lua_Integer i = 1; i <= n && count < m->count; i++) {
+        lua_rawgeti(L, -1, i);
+        const member *r = online_peer(m, L, -1);
+        lua_pop(L, 1);
+        bool duplicate = false;
+        for (size_t j = 0; j < count && !duplicate; j++) duplicate = out[j] == r;
+        if (!duplicate) out[count++] = r;
+    }
+    lua_pop(L, 1);
+    return count;
+}
+
+typedef struct delay_args {
+    double a, b;
+    int count;
+} delay_args;
+
+static void push_delay_args(policy *p, void *ctx, int *nargs) {
+    delay_args *d = ctx;
+    lua_pushnumber(p->L, d->a);
+    if (d->count > 1) lua_pushnumber(p->L, d->b);
+    *nargs = d->count;
+}
+
+static const char *check_delay(policy *p, void *ctx) {
+    (void)ctx;
+    int isnum;
+    double d = lua_tonumberx(p->L, -1, &isnum);
+    /* A day is far beyond any sane delay, and keeps the timeval arithmetic safe. */
+    return isnum && isfinite(d) && d > 0 && d < 86400 ? NULL : "returned something other than a number of seconds in (0, 86400)";
+}
+
+static double delay_hook(policy *p, const char *name, delay_args *args, double fallback) {
+    if (!call_hook(p, name, push_delay_args, check_delay, args)) return fallback;
+    double d = lua_tonumber(p->L, -1);
+    lua_pop(p->L, 1);
+    return d;
+}
+
+double policy_gossip_delay(policy *p, double interval) {
+    delay_args args = {interval, 0, 1};
+    return delay_hook(p, "gossip_delay", &args, interval);
+}
+
+double policy_announce_delay(policy *p, double minimum, double interval) {
+    delay_args args = {minimum, interval, 2};
+    return delay_hook(p, "announce_delay", &args, minimum + interval > 0 ? minimum + interval : 1);
+}
+
+/* ---- the health payload ------------------------------------------------------------------ */
+
+static void push_health_info(policy *p, void *ctx, int *nargs) {
+    const health_info *info = ctx;
+    lua_State *L = p->L;
+    lua_newtable(L);
+    lua_pushboolean(L, info->running);
+    lua_setfield(L, -2, "running");
+    if (info->error) {
+        lua_pushstring(L, info->error);
+        lua_setfield(L, -2, "error");
+    }
+    if (info->m) {
+        push_records(p, info->m, MEMBER_ONLINE, true);
+        lua_setfield(L, -2, "online");
+        push_records(p, info->m, MEMBER_OFFLINE, true);
+        lua_setfield(L, -2, "offline");
+    }
+    struct { const char *name; double value; } figures[] = {
+        {"reqPerSec", info->req_per_sec}, {"reqPerMin", info->req_per_min},
+        {"failsPerMin", info->fails_per_min}, {"errPerMin", info->err_per_min},
+        {"skippedEntries", (double)info->skipped_entries}, {"refutations", (double)info->refutations},
+        {"policyFailures", (double)p->failures},
+    };
+    for (size_t i = 0; i < sizeof figures / sizeof *figures; i++) {
+        double v = figures[i].value;
+        if (floor(v) == v) lua_pushinteger(L, (lua_Integer)v);
+        else lua_pushnumber(L, v);
+        lua_setfield(L, -2, figures[i].name);
+    }
+    *nargs = 1;
+}
+
+/* Lua value -> JSON. Tables marked with array() or holding 1..n are arrays, other tables
+ * objects with string keys. Returns NULL, or why the value cannot be written. */
+static const char *encode(policy *p, int index, buf *out, int depth) {
+    lua_State *L = p->L;
+    index = lua_absindex(L, index);
+    if (depth > ENCODE_MAX_DEPTH) return "nested too deeply (a cycle?)";
+    switch (lua_type(L, index)) {
+    case LUA_TNIL:
+    case LUA_TLIGHTUSERDATA:
+        buf_add_str(out, "null");
+        return NULL;
+    case LUA_TBOOLEAN:
+        buf_add_str(out, lua_toboolean(L, index) ? "true" : "false");
+        return NULL;
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, index)) buf_printf(out, "%lld", (long long)lua_tointeger(L, index));
+        else if (isfinite(lua_tonumber(L, index))) buf_printf(out, "%.17g", lua_tonumber(L, index));
+        else buf_add_str(out, "null");
+        return NULL;
+    case LUA_TSTRING:
+        wire_write_string(out, lua_tostring(L, index));
+        return NULL;
+    case LUA_TTABLE:
+        break;
+    default:
+        return "holds a value that JSON cannot represent";
+    }
+    lua_Integer n = (lua_Integer)lua_rawlen(L, index);
+    bool marked = false;
+    if (lua_getmetatable(L, index)) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, p->array_mt_ref);
+        marked = lua_rawequal(L, -1, -2);
+        lua_pop(L, 2);
+    }
+    if (marked || n > 0) {
+        buf_add(out, "[", 1);
+        for (lua_Integer i = 1; i <= n; i++) {
+            if (i > 1) buf_add(out, ",", 1);
+            lua_rawgeti(L, index, i);
+            const char *why = encode(p, -1, out, depth + 1);
+            lua_pop(L, 1);
+            if (why) return why;
+        }
+        buf_add(out, "]", 1);
+        return NULL;
+    }
+    buf_add(out, "{", 1);
+    bool first = true;
+    lua_pushnil(L);
+    while (lua_next(L, index)) {
+        if (lua_type(L, -2) != LUA_TSTRING) {
+            lua_pop(L, 2);
+            return "holds a table with keys that are not strings";
+        }
+        if (!first) buf_add(out, ",", 1);
+        first = false;
+        wire_write_string(out, lua_tostring(L, -2));
+        buf_add(out, ":", 1);
+        const char *why = encode(p, -1, out, depth + 1);
+        lua_pop(L, 1);
+        if (why) {
+            lua_pop(L, 1);
+            return why;
+        }
+    }
+    buf_add(out, "}", 1);
+    return NULL;
+}
+
+typedef struct health_ctx {
+    const health_info *info;
+    buf json;
+} health_ctx;
+
+static const char *check_health(policy *p, void *ctx) {
+    health_ctx *h = ctx;
+    if (!lua_istable(p->L, -1)) return "returned something other than a table";
+    buf_free(&h->json);
+    /* The instruction budget does not cover the encoding, but the memory cap bounds it. */
+    return encode(p, -1, &h->json, 0);
+}
+
+static void push_health(policy *p, void *ctx, int *nargs) {
+    push_health_info(p, (void *)((health_ctx *)ctx)->info, nargs);
+}
+
+void policy_health(policy *p, const health_info *info, buf *out) {
+    health_ctx h = {info, {0}};
+    if (call_hook(p, "health", push_health, check_health, &h)) {
+        lua_pop(p->L, 1);
+        buf_add(out, h.json.data, h.json.len);
+    } else {
+        buf_printf(out, "{\"running\":%s,\"extensionFailures\":1,\"extensions\":{\"clustershazbot\":"
+                        "{\"status\":\"error\",\"error\":\"the health hook failed\"}}}",
+                   info->running ? "true" : "false");
+    }
+    buf_free(&h.json);
+}

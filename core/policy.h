@@ -1,0 +1,50 @@
+/* policy: the embedded Lua 5.4 state that runs the policy hooks (which peers to talk to, the
+ * delays, the health payload).
+ *
+ * The default policy (lua/clustershazbot/policy.lua) is compiled into the library and always
+ * loaded; a user script may override any hook and `require "clustershazbot.policy"` to reuse
+ * the default. Every call is protected, bounded by an instruction budget and a memory cap, and
+ * its answer is checked here; a hook that fails is logged and counted, and the default hook
+ * decides that call instead. The engine never sees a bad answer. */
+#ifndef SHAZBOT_POLICY_H
+#define SHAZBOT_POLICY_H
+
+#include "buf.h"
+#include "membership.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct policy policy;
+
+/* `script`: path of a user policy or NULL. */
+policy *policy_new(const char *script, char *err, size_t err_len);
+void policy_free(policy *p);
+
+/* A known online peer to gossip with this round, or NULL when there is none. */
+const member *policy_gossip_target(policy *p, membership *m);
+
+typedef enum { TARGETS_BOOTSTRAP, TARGETS_SHUTDOWN } targets_kind;
+/* Known online peers (never this node), without duplicates. Returns how many were written to
+ * `out` (an array of m->count entries). */
+size_t policy_targets(policy *p, membership *m, targets_kind kind, const member **out);
+
+/* Seconds until the next gossip round / the next announcement (always > 0). */
+double policy_gossip_delay(policy *p, double interval);
+double policy_announce_delay(policy *p, double minimum, double interval);
+
+/* What the health hook is given. */
+typedef struct health_info {
+    bool running;
+    const char *error; /* when the engine is not running, why */
+    membership *m;     /* NULL when not running */
+    double req_per_sec, req_per_min, fails_per_min, err_per_min;
+    uint64_t skipped_entries, refutations;
+} health_info;
+
+/* Writes the /happy payload as JSON. */
+void policy_health(policy *p, const health_info *info, buf *out);
+
+uint64_t policy_failures(const policy *p);
+
+#endif

@@ -1,0 +1,421 @@
+/* wire: see wire.h.
+ *
+ * The parser is a small state machine over yajl's callbacks. Its position is the depth of the
+ * container it is in (1: the top object, 2: a list array, 3: a record) plus the key it last
+ * saw at that level; values under keys it does not know are skipped whole, whatever they
+ * hold, but still count towards the nesting limit so that a deeply nested body costs nothing
+ * to refuse. */
+#include "wire.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yajl/yajl_parse.h>
+
+/* A record sits at depth 3; anything far deeper is not a message of this protocol. */
+#define WIRE_MAX_DEPTH 32
+
+typedef enum { TOP_NONE, TOP_MESSAGE, TOP_ONLINE, TOP_OFFLINE, TOP_OTHER } top_key;
+typedef enum { FIELD_NONE, FIELD_BASE_URL, FIELD_MONITOR, FIELD_LAST_UPDATE, FIELD_OTHER } field_key;
+
+typedef struct parser {
+    wire_message *msg;
+    wire_kind kind;
+    int depth;      /* containers open, skipped ones included */
+    int skip_depth; /* > 0 while inside a value under an unknown key */
+    top_key top;
+    field_key field;
+    member_status list_status;
+    size_t list_index; /* position of the current record in its list */
+    bool in_record, record_has_url;
+    size_t record_url_offset; /* into msg->urls, fixed up once parsing is done */
+    bool seen_online, seen_message, message_ok;
+    char *err;
+    size_t err_len;
+} parser;
+
+static int fail(parser *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(parser *p, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->err, p->err_len, fmt, ap);
+    va_end(ap);
+    return 0; /* tells yajl to stop */
+}
+
+static const char *list_name(const parser *p) {
+    return p->list_status == MEMBER_ONLINE ? "online" : "offline";
+}
+
+static const char *field_name(field_key f) {
+    switch (f) {
+    case FIELD_BASE_URL: return "baseUrl";
+    case FIELD_MONITOR: return "monitor";
+    case FIELD_LAST_UPDATE: return "lastUpdate";
+    default: return "?";
+    }
+}
+
+static const char *top_name(top_key t) {
+    switch (t) {
+    case TOP_MESSAGE: return "message";
+    case TOP_ONLINE: return "online";
+    case TOP_OFFLINE: return "offline";
+    default: return "?";
+    }
+}
+
+static wire_entry *current_entry(parser *p) { return &p->msg->entries[p->msg->count - 1]; }
+
+/* Called for every scalar and container start. Returns 1 to go on, 0 after fail(). `what`
+ * names the JSON type found, for the error message. */
+static int expect_position(parser *p, const char *what, bool container) {
+    if (p->skip_depth > 0) return 1;
+    switch (p->depth) {
+    case 0:
+        return fail(p, "body: expected a JSON object, found %s", what);
+    case 1:
+        if (p->top == TOP_OTHER) return 1;
+        if (p->kind == WIRE_CONTROL && p->top == TOP_ONLINE)
+            return fail(p, "online: expected a boolean, found %s", what);
+        if (p->top == TOP_MESSAGE) return fail(p, "message: expected a string, found %s", what);
+        return fail(p, "%s: expected an array, found %s", top_name(p->top), what);
+    case 2:
+        return fail(p, "%s[%zu]: expected an object, found %s", list_name(p), p->list_index, what);
+    case 3:
+        if (p->field == FIELD_OTHER) return 1;
+        return fail(p, "%s[%zu].%s: expected %s, found %s", list_name(p), p->list_index,
+                    field_name(p->field),
+                    p->field == FIELD_BASE_URL  ? "a string"
+                    : p->field == FIELD_MONITOR ? "a boolean"
+                                                : "an integer",
+                    what);
+    default:
+        (void)container;
+        return fail(p, "body: unexpected %s", what);
+    }
+}
+
+static int enter_container(parser *p) {
+    if (p->depth + 1 > WIRE_MAX_DEPTH) return fail(p, "body: nested deeper than %d levels", WIRE_MAX_DEPTH);
+    p->depth++;
+    if (p->skip_depth > 0) p->skip_depth++;
+    return 1;
+}
+
+static int on_start_map(void *ctx) {
+    parser *p = ctx;
+    if (p->skip_depth == 0 && p->depth == 0) return enter_container(p);
+    if (p->skip_depth == 0 && p->depth == 2) {
+        wire_message *m = p->msg;
+        if (m->count == m->capacity) {
+            size_t cap = m->capacity ? m->capacity * 2 : 32;
+            wire_entry *e = realloc(m->entries, cap * sizeof *e);
+            if (!e) return fail(p, "body: out of memory");
+            m->entries = e;
+            m->capacity = cap;
+        }
+        wire_entry *e = &m->entries[m->count++];
+        memset(e, 0, sizeof *e);
+        e->status = p->list_status;
+        p->in_record = true;
+        p->record_has_url = false;
+        p->field = FIELD_NONE;
+        return enter_container(p);
+    }
+    if (p->skip_depth == 0 && ((p->depth == 1 && p->top == TOP_OTHER) ||
+                               (p->depth == 3 && p->field == FIELD_OTHER))) {
+        if (!enter_container(p)) return 0;
+        p->skip_depth = 1;
+        return 1;
+    }
+    if (!expect_position(p, "an object", true)) return 0;
+    return enter_container(p);
+}
+
+static int on_end_map(void *ctx) {
+    parser *p = ctx;
+    p->depth--;
+    if (p->skip_depth > 0) {
+        p->skip_depth--;
+        return 1;
+    }
+    if (p->depth == 2 && p->in_record) {
+        p->in_record = false;
+        if (!p->record_has_url)
+            return fail(p, "%s[%zu].baseUrl: missing", list_name(p), p->list_index);
+        p->list_index++;
+    }
+    return 1;
+}
+
+static int on_start_array(void *ctx) {
+    parser *p = ctx;
+    if (p->skip_depth == 0 && p->depth == 1 && (p->top == TOP_ONLINE || p->top == TOP_OFFLINE) &&
+        p->kind != WIRE_CONTROL) {
+        p->list_status = p->top == TOP_ONLINE ? MEMBER_ONLINE : MEMBER_OFFLINE;
+        p->list_index = 0;
+        if (p->top == TOP_ONLINE) p->seen_online = true;
+        return enter_container(p);
+    }
+    if (p->skip_depth == 0 && ((p->depth == 1 && p->top == TOP_OTHER) ||
+                               (p->depth == 3 && p->field == FIELD_OTHER))) {
+        if (!enter_container(p)) return 0;
+        p->skip_depth = 1;
+        return 1;
+    }
+    if (!expect_position(p, "an array", true)) return 0;
+    return enter_container(p);
+}
+
+static int on_end_array(void *ctx) { return on_end_map(ctx); }
+
+static int on_map_key(void *ctx, const unsigned char *key, size_t len) {
+    parser *p = ctx;
+    if (p->skip_depth > 0) return 1;
+#define KEY_IS(s) (len == sizeof(s) - 1 && memcmp(key, s, len) == 0)
+    if (p->depth == 1) {
+        p->top = KEY_IS("message") ? TOP_MESSAGE
+                 : KEY_IS("online") ? TOP_ONLINE
+                 : KEY_IS("offline") ? TOP_OFFLINE
+                                     : TOP_OTHER;
+    } else if (p->depth == 3) {
+        p->field = KEY_IS("baseUrl") ? FIELD_BASE_URL
+                   : KEY_IS("monitor") ? FIELD_MONITOR
+                   : KEY_IS("lastUpdate") ? FIELD_LAST_UPDATE
+                                          : FIELD_OTHER;
+    }
+#undef KEY_IS
+    return 1;
+}
+
+static int on_null(void *ctx) {
+    parser *p = ctx;
+    if (p->skip_depth == 0 && p->depth == 3) {
+        /* A JavaScript peer writes NaN as null: not a finite integer, so the entry is
+         * skipped by membership rather than the whole message refused. A null monitor means
+         * false, as a missing one does. */
+        if (p->field == FIELD_LAST_UPDATE) {
+            current_entry(p)->e.last_update_ok = false;
+            return 1;
+        }
+        if (p->field == FIELD_MONITOR) {
+            current_entry(p)->e.monitor = false;
+            return 1;
+        }
+    }
+    return expect_position(p, "null", false);
+}
+
+static int on_boolean(void *ctx, int value) {
+    parser *p = ctx;
+    if (p->skip_depth == 0 && p->depth == 3 && p->field == FIELD_MONITOR) {
+        current_entry(p)->e.monitor = value != 0;
+        return 1;
+    }
+    if (p->skip_depth == 0 && p->depth == 1 && p->kind == WIRE_CONTROL && p->top == TOP_ONLINE) {
+        p->msg->control_online = value != 0;
+        p->seen_online = true;
+        return 1;
+    }
+    return expect_position(p, "a boolean", false);
+}
+
+/* Reads a JSON number as a lastUpdate. Integers that fit are exact; other forms (1.7e12,
+ * 5.0) are accepted when they denote an integer. A fraction is not a finite integer: the
+ * entry will be skipped. A number that does not fit in 64 bits is refused. */
+static int read_last_update(parser *p, const char *text, size_t len) {
+    char tmp[64];
+    member_entry *e = &current_entry(p)->e;
+    if (len >= sizeof tmp)
+        return fail(p, "%s[%zu].lastUpdate: number out of range", list_name(p), p->list_index);
+    memcpy(tmp, text, len);
+    tmp[len] = '\0';
+    if (strpbrk(tmp, ".eE") == NULL) {
+        errno = 0;
+        char *end;
+        long long v = strtoll(tmp, &end, 10);
+        if (errno == ERANGE || *end != '\0')
+            return fail(p, "%s[%zu].lastUpdate: number out of range", list_name(p), p->list_index);
+        e->last_update = v;
+        e->last_update_ok = true;
+        return 1;
+    }
+    double d = strtod(tmp, NULL);
+    if (!isfinite(d) || fabs(d) >= 9.2e18)
+        return fail(p, "%s[%zu].lastUpdate: number out of range", list_name(p), p->list_index);
+    e->last_update_ok = floor(d) == d;
+    e->last_update = e->last_update_ok ? (int64_t)d : 0;
+    return 1;
+}
+
+static int on_number(void *ctx, const char *text, size_t len) {
+    parser *p = ctx;
+    if (p->skip_depth == 0 && p->depth == 3 && p->field == FIELD_LAST_UPDATE)
+        return read_last_update(p, text, len);
+    return expect_position(p, "a number", false);
+}
+
+static int append_url(parser *p, const unsigned char *s, size_t len) {
+    wire_message *m = p->msg;
+    if (m->urls_len + len + 1 > m->urls_cap) {
+        size_t cap = m->urls_cap ? m->urls_cap : 4096;
+        while (cap < m->urls_len + len + 1) cap *= 2;
+        char *u = realloc(m->urls, cap);
+        if (!u) return fail(p, "body: out of memory");
+        m->urls = u;
+        m->urls_cap = cap;
+    }
+    wire_entry *e = current_entry(p);
+    /* Offsets, not pointers, while the arena may still move. */
+    e->e.base_url = (const char *)(uintptr_t)m->urls_len;
+    e->e.url_len = len;
+    memcpy(m->urls + m->urls_len, s, len);
+    m->urls[m->urls_len + len] = '\0';
+    m->urls_len += len + 1;
+    return 1;
+}
+
+static int on_string(void *ctx, const unsigned char *s, size_t len) {
+    parser *p = ctx;
+    if (p->skip_depth == 0 && p->depth == 3 && p->field == FIELD_BASE_URL) {
+        if (p->record_has_url) return 1; /* duplicate key: the first one wins */
+        p->record_has_url = true;
+        return append_url(p, s, len);
+    }
+    if (p->skip_depth == 0 && p->depth == 1 && p->top == TOP_MESSAGE) {
+        const char *want = p->kind == WIRE_CONTROL ? "control" : "gossip";
+        p->seen_message = true;
+        p->message_ok = strlen(want) == len && memcmp(s, want, len) == 0;
+        if (!p->message_ok && p->kind != WIRE_LIST)
+            return fail(p, "message: expected \"%s\"", want);
+        return 1;
+    }
+    return expect_position(p, "a string", false);
+}
+
+static const yajl_callbacks callbacks = {
+    .yajl_null = on_null,
+    .yajl_boolean = on_boolean,
+    .yajl_number = on_number,
+    .yajl_string = on_string,
+    .yajl_start_map = on_start_map,
+    .yajl_map_key = on_map_key,
+    .yajl_end_map = on_end_map,
+    .yajl_start_array = on_start_array,
+    .yajl_end_array = on_end_array,
+};
+
+static bool check_complete(parser *p) {
+    if (p->kind == WIRE_CONTROL) {
+        if (!p->seen_message) return fail(p, "message: missing"), false;
+        if (!p->seen_online) return fail(p, "online: missing"), false;
+        return true;
+    }
+    if (p->kind == WIRE_GOSSIP && !p->seen_message) return fail(p, "message: missing"), false;
+    if (!p->seen_online) return fail(p, "online: missing"), false;
+    return true;
+}
+
+bool wire_parse(const char *body, size_t len, wire_kind kind, wire_message *out, char *err,
+                size_t err_len) {
+    memset(out, 0, sizeof *out);
+    parser p = {.msg = out, .kind = kind, .err = err, .err_len = err_len};
+    err[0] = '\0';
+    yajl_handle h = yajl_alloc(&callbacks, NULL, &p);
+    if (!h) {
+        snprintf(err, err_len, "body: out of memory");
+        return false;
+    }
+    yajl_status st = yajl_parse(h, (const unsigned char *)body, len);
+    if (st == yajl_status_ok) st = yajl_complete_parse(h);
+    bool ok = st == yajl_status_ok;
+    if (!ok && err[0] == '\0') {
+        /* yajl's own words, one line, without the excerpt of the body it can add. */
+        unsigned char *why = yajl_get_error(h, 0, (const unsigned char *)body, len);
+        const char *text = why ? (const char *)why : "parse error";
+        snprintf(err, err_len, "body: not valid JSON (%.*s)", (int)strcspn(text, "\n"), text);
+        if (why) yajl_free_error(h, why);
+    }
+    yajl_free(h);
+    if (ok) ok = check_complete(&p);
+    if (!ok) {
+        wire_message_free(out);
+        return false;
+    }
+    for (size_t i = 0; i < out->count; i++)
+        out->entries[i].e.base_url = out->urls + (uintptr_t)out->entries[i].e.base_url;
+    return true;
+}
+
+void wire_message_free(wire_message *msg) {
+    free(msg->entries);
+    free(msg->urls);
+    memset(msg, 0, sizeof *msg);
+}
+
+const char *wire_member_json(member *r, size_t *len) {
+    if (!r->wire) {
+        /* baseUrl holds no character that JSON would need escaped (membership_url_valid). */
+        buf b = {0};
+        buf_printf(&b, "{\"baseUrl\":\"%s\",\"monitor\":%s,\"lastUpdate\":%" PRId64 "}",
+                   r->base_url, r->monitor ? "true" : "false", r->last_update);
+        r->wire = buf_take(&b, &r->wire_len);
+        if (!r->wire) {
+            *len = 0;
+            return "";
+        }
+    }
+    *len = r->wire_len;
+    return r->wire;
+}
+
+static void write_records(buf *out, membership *m, member_status s) {
+    bool first = true;
+    for (size_t i = 0; i < m->count; i++) {
+        member *r = m->members[i];
+        if (r->status != s) continue;
+        size_t len;
+        const char *json = wire_member_json(r, &len);
+        if (!first) buf_add(out, ",", 1);
+        buf_add(out, json, len);
+        first = false;
+    }
+}
+
+void wire_write_list(buf *out, membership *m, unsigned flags) {
+    /* ~100 bytes a record: one reservation instead of a dozen doublings. */
+    buf_reserve(out, m->count * 100 + 64);
+    buf_add_str(out, flags & WIRE_WITH_MESSAGE ? "{\"message\":\"gossip\",\"online\":[" : "{\"online\":[");
+    write_records(out, m, MEMBER_ONLINE);
+    if (flags & WIRE_WITH_OFFLINE) {
+        buf_add_str(out, "],\"offline\":[");
+        write_records(out, m, MEMBER_OFFLINE);
+    }
+    buf_add_str(out, "]}");
+}
+
+void wire_write_string(buf *out, const char *s) {
+    buf_add(out, "\"", 1);
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        if (*c == '"' || *c == '\\') {
+            char esc[2] = {'\\', (char)*c};
+            buf_add(out, esc, 2);
+        } else if (*c < 0x20) {
+            buf_printf(out, "\\u%04x", *c);
+        } else {
+            buf_add(out, c, 1);
+        }
+    }
+    buf_add(out, "\"", 1);
+}
+
+void wire_write_error(buf *out, const char *message) {
+    buf_add_str(out, "{\"error\":");
+    wire_write_string(out, message);
+    buf_add_str(out, "}");
+}

@@ -1,0 +1,53 @@
+/* wire: JSON <-> records, for every message of PROTOCOL.md.
+ *
+ * Parsing is a single streaming pass (yajl's callbacks; no document tree: chosen by
+ * measurement, see README) into a flat list of entries, and it either accepts the whole body
+ * or rejects it with a message naming the field, so that a rejected request changes nothing.
+ * Whether an accepted entry is merged is membership's decision (invalid URLs and timestamps
+ * are skipped there, not rejected here). */
+#ifndef SHAZBOT_WIRE_H
+#define SHAZBOT_WIRE_H
+
+#include "buf.h"
+#include "membership.h"
+
+typedef enum {
+    WIRE_LIST,    /* {"online":[...],"offline":[...]}: master lists */
+    WIRE_GOSSIP,  /* a list with "message":"gossip" */
+    WIRE_CONTROL, /* {"message":"control","online":true|false} */
+} wire_kind;
+
+typedef struct wire_entry {
+    member_entry e;
+    member_status status; /* the list it arrived in */
+} wire_entry;
+
+typedef struct wire_message {
+    wire_entry *entries;
+    size_t count, capacity;
+    char *urls; /* every entry's baseUrl, NUL-separated; entries point into it */
+    size_t urls_len, urls_cap;
+    bool control_online;
+} wire_message;
+
+/* Parses `body` as a message of `kind`. Returns true on success; otherwise writes a message
+ * such as `online[3].monitor: expected a boolean` to `err`. */
+bool wire_parse(const char *body, size_t len, wire_kind kind, wire_message *out, char *err,
+                size_t err_len);
+void wire_message_free(wire_message *msg);
+
+enum {
+    WIRE_WITH_MESSAGE = 1, /* "message":"gossip" first */
+    WIRE_WITH_OFFLINE = 2,
+};
+/* Writes the state as a list (flags above). Uses and fills the per-record cache. */
+void wire_write_list(buf *out, membership *m, unsigned flags);
+/* One record's JSON object, cached on the record until it changes. */
+const char *wire_member_json(member *r, size_t *len);
+
+/* Writes `"` + s + `"` with JSON escaping. */
+void wire_write_string(buf *out, const char *s);
+/* {"error":"<message>"} */
+void wire_write_error(buf *out, const char *message);
+
+#endif

@@ -1,0 +1,104 @@
+-- The default policy of a clustershazbot node.
+--
+-- A policy is a table of hooks. The engine calls them with plain tables (snapshots: changing
+-- them changes nothing in the engine) and checks what they return. A user script given by
+-- SHAZBOT_POLICY returns a table that overrides any of these; it can reuse them with
+--     local default = require "clustershazbot.policy"
+--
+-- Records look like { baseUrl = "http://10.0.0.7:3000/", monitor = false, lastUpdate = 1795478695140 }.
+
+local core = require "clustershazbot.core" -- array() marks a table as a JSON array; null
+
+local policy = {}
+
+-- Bootstrap and shutdown messages go to this many random peers, plus every monitor.
+policy.fanout = 20
+
+local function shuffled(list)
+  local copy = {}
+  for i, v in ipairs(list) do copy[i] = v end
+  for i = #copy, 2, -1 do
+    local j = math.random(i)
+    copy[i], copy[j] = copy[j], copy[i]
+  end
+  return copy
+end
+policy.shuffled = shuffled
+
+-- The peer (one of `peers`, the online records other than this node) to gossip with this
+-- round, as its baseUrl; nil when there is none. Monitors are preferred: when there are any,
+-- every other round on average goes to one of them.
+function policy.gossip_target(peers, self)
+  if #peers == 0 then return nil end
+  local monitors = {}
+  for _, p in ipairs(peers) do
+    if p.monitor then monitors[#monitors + 1] = p end
+  end
+  if #monitors > 0 and math.random() < 0.5 then
+    return monitors[math.random(#monitors)].baseUrl
+  end
+  return peers[math.random(#peers)].baseUrl
+end
+
+-- Up to `policy.fanout` random peers plus every monitor, as a list of baseUrls.
+local function fanout_targets(peers)
+  local chosen, seen = {}, {}
+  local function add(p)
+    if not seen[p.baseUrl] then
+      seen[p.baseUrl] = true
+      chosen[#chosen + 1] = p.baseUrl
+    end
+  end
+  for i, p in ipairs(shuffled(peers)) do
+    if i > policy.fanout then break end
+    add(p)
+  end
+  for _, p in ipairs(peers) do
+    if p.monitor then add(p) end
+  end
+  return chosen
+end
+
+function policy.bootstrap_targets(peers, self) return fanout_targets(peers) end
+function policy.shutdown_targets(peers, self) return fanout_targets(peers) end
+
+-- Seconds until the next gossip round: the interval, jittered by +-10% so that nodes started
+-- together drift apart.
+function policy.gossip_delay(interval)
+  return interval * (0.9 + 0.2 * math.random())
+end
+
+-- Seconds until the next master-list announcement.
+function policy.announce_delay(minimum, interval)
+  return minimum + math.random() * interval
+end
+
+-- The /happy payload. `info` has: running, error (when not running), online and offline (the
+-- records, when running), reqPerSec, reqPerMin, failsPerMin, errPerMin, skippedEntries,
+-- refutations, policyFailures.
+function policy.health(info)
+  local entry
+  if info.running then
+    entry = {
+      status = "ok",
+      cluster = { online = info.online, offline = info.offline },
+      skippedEntries = info.skippedEntries,
+      refutations = info.refutations,
+      policyFailures = info.policyFailures,
+    }
+  else
+    entry = { status = "error", error = info.error or "engine not started" }
+  end
+  return {
+    running = info.running,
+    plannedShutdownIn = core.null,
+    currentReqPerSec = info.reqPerSec,
+    currentReqPerMin = info.reqPerMin,
+    currentFailsPerMin = info.failsPerMin,
+    currentErrPerMin = info.errPerMin,
+    extensionFailures = entry.status == "ok" and 0 or 1,
+    extensions = { clustershazbot = entry },
+  }
+end
+
+return policy
