@@ -1,0 +1,200 @@
+-- Test support: real `clustershazbot` processes on loopback, HTTP to them, bounded polling.
+--
+-- Everything a spec starts is recorded and killed by cluster.cleanup(), so a failing spec
+-- leaves no process behind. Ports come from the kernel (bind to port 0), addresses are
+-- always 127.0.0.1.
+
+local socket = require "socket"
+local http = require "socket.http"
+local ltn12 = require "ltn12"
+local cjson = require "cjson"
+local system = require "system"
+
+local cluster = {}
+
+cluster.bin = assert(os.getenv("SHAZBOT_BIN"), "SHAZBOT_BIN must name the clustershazbot program")
+cluster.secret = "gossip-secret"
+cluster.control_secret = "control-secret"
+cluster.update_auth = "update-auth"
+
+local scratch = os.getenv("SHAZBOT_TMP") or "/tmp"
+local started = {} -- pid -> true, for cleanup
+local dir_count = 0
+
+function cluster.now() return system.monotime() end
+function cluster.sleep(seconds) system.sleep(seconds) end
+
+-- Polls `fn` every 50 ms until it returns a true value (returned) or `timeout` seconds pass
+-- (then fails the spec, saying what it waited for and the last error or value).
+function cluster.wait_until(timeout, what, fn)
+  local deadline = cluster.now() + timeout
+  local last
+  repeat
+    local ok, value = pcall(fn)
+    if ok and value then return value end
+    last = ok and tostring(value) or value
+    cluster.sleep(0.05)
+  until cluster.now() > deadline
+  error(string.format("timed out after %.1f s waiting for %s (last: %s)", timeout, what, tostring(last)), 2)
+end
+
+-- A port nobody listens on right now.
+function cluster.free_port()
+  local s = assert(socket.bind("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  s:close()
+  return tonumber(port)
+end
+
+function cluster.tempdir()
+  dir_count = dir_count + 1
+  local path = string.format("%s/shazbot-spec-%d-%d-%d", scratch, os.time(), math.random(1e6), dir_count)
+  assert(os.execute("mkdir -p '" .. path .. "'"))
+  return path
+end
+
+local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+-- Starts `clustershazbot <args>` with `env` (a table) added to the environment. Returns a
+-- process handle { pid, log, exitfile }.
+function cluster.spawn(args, env, dir)
+  dir = dir or cluster.tempdir()
+  local n = 0
+  for _ in pairs(started) do n = n + 1 end
+  local log = string.format("%s/proc-%d-%d.log", dir, n, math.random(1e9))
+  local pidfile, exitfile = log .. ".pid", log .. ".exit"
+  local assignments = {}
+  for k, v in pairs(env or {}) do assignments[#assignments + 1] = k .. "=" .. quote(v) end
+  -- The subshell waits for the program so that its exit status can be read afterwards.
+  local cmd = string.format("( env %s %s %s >%s 2>&1 & echo $! >%s; wait $!; echo $? >%s ) >/dev/null 2>&1 &",
+    table.concat(assignments, " "), quote(cluster.bin), args, quote(log), quote(pidfile), quote(exitfile))
+  assert(os.execute(cmd))
+  local pid = cluster.wait_until(5, "the pid of " .. args, function()
+    local f = io.open(pidfile)
+    if not f then return nil end
+    local p = tonumber(f:read("a"))
+    f:close()
+    return p
+  end)
+  started[pid] = true
+  return { pid = pid, log = log, exitfile = exitfile }
+end
+
+-- The exit status once the process has ended, else nil.
+function cluster.exit_status(proc)
+  local f = io.open(proc.exitfile)
+  if not f then return nil end
+  local status = tonumber(f:read("a"))
+  f:close()
+  return status
+end
+
+function cluster.wait_exit(proc, timeout)
+  return cluster.wait_until(timeout, "the exit of pid " .. proc.pid, function() return cluster.exit_status(proc) end)
+end
+
+function cluster.signal(proc, sig)
+  os.execute(string.format("kill -%s %d 2>/dev/null", sig, proc.pid))
+end
+
+function cluster.read_log(proc)
+  local f = io.open(proc.log)
+  if not f then return "" end
+  local text = f:read("a")
+  f:close()
+  return text
+end
+
+function cluster.cleanup()
+  for pid in pairs(started) do os.execute(string.format("kill -9 %d 2>/dev/null", pid)) end
+  started = {}
+end
+
+-- HTTP: returns status, body, headers. `body` may be a string or a table (sent as JSON).
+function cluster.request(method, url, body, headers)
+  if type(body) == "table" then body = cjson.encode(body) end
+  local out = {}
+  local h = {}
+  for k, v in pairs(headers or {}) do h[k] = v end
+  if body then
+    h["Content-Length"] = tostring(#body)
+    h["Content-Type"] = h["Content-Type"] or "application/json"
+  end
+  local ok, status, response_headers = http.request {
+    url = url, method = method, headers = h,
+    source = body and ltn12.source.string(body) or nil,
+    sink = ltn12.sink.table(out),
+  }
+  if not ok then return nil, status end
+  return status, table.concat(out), response_headers
+end
+
+function cluster.json(method, url, body, headers)
+  local status, text = cluster.request(method, url, body, headers)
+  if not status then return nil, text end
+  local ok, decoded = pcall(cjson.decode, text)
+  return status, ok and decoded or text, text
+end
+
+-- A store and node configuration ----------------------------------------------------------
+
+function cluster.start_store(dir)
+  dir = dir or cluster.tempdir()
+  local port = cluster.free_port()
+  local file = dir .. "/master-list.json"
+  local proc = cluster.spawn(string.format("store --listen 127.0.0.1:%d --file %s --auth %s",
+    port, quote(file), quote(cluster.update_auth)), {}, dir)
+  local store = { proc = proc, port = port, file = file, url = string.format("http://127.0.0.1:%d/", port) }
+  cluster.wait_until(5, "the store to answer", function()
+    return cluster.request("GET", store.url) == 200
+  end)
+  return store
+end
+
+-- Environment of a node at `port` using `store`; `extra` overrides or adds variables.
+function cluster.node_env(port, store, extra)
+  local env = {
+    SHAZBOT_SECRET = cluster.secret,
+    SHAZBOT_CONTROL_SECRET = cluster.control_secret,
+    SHAZBOT_BASE_URL = string.format("http://127.0.0.1:%d/", port),
+    SHAZBOT_LISTEN = string.format("127.0.0.1:%d", port),
+    SHAZBOT_MASTER_LIST = store and store.url or "http://127.0.0.1:9/",
+    SHAZBOT_MASTER_LIST_UPDATE = store and store.url or "http://127.0.0.1:9/",
+    SHAZBOT_MASTER_LIST_UPDATE_AUTH = cluster.update_auth,
+    SHAZBOT_GOSSIP_INTERVAL = "1",
+    SHAZBOT_MASTER_ANNOUNCE_MINIMUM = "1",
+    SHAZBOT_MASTER_ANNOUNCE_INTERVAL = "1",
+    HAPPY_SECRET = "none",
+  }
+  for k, v in pairs(extra or {}) do env[k] = v or nil end
+  return env
+end
+
+-- Starts a node and waits until it answers. Returns { proc, port, url }.
+function cluster.start_node(store, extra, dir)
+  local port = cluster.free_port()
+  local proc = cluster.spawn("serve", cluster.node_env(port, store, extra), dir)
+  local node = { proc = proc, port = port, url = string.format("http://127.0.0.1:%d/", port) }
+  cluster.wait_until(5, "node " .. node.url .. " to answer", function()
+    if cluster.exit_status(proc) then error("node exited: " .. cluster.read_log(proc)) end
+    return cluster.request("GET", node.url .. "clustershazbot/list") == 200
+  end)
+  return node
+end
+
+-- The node's full list as { online = { [baseUrl] = record }, offline = { ... } }.
+function cluster.view(node)
+  local status, list = cluster.json("GET", node.url .. "clustershazbot/list", nil,
+    { Authorization = cluster.control_secret })
+  assert(status == 200, "list of " .. node.url .. " answered " .. tostring(status))
+  local view = { online = {}, offline = {} }
+  for _, r in ipairs(list.online) do view.online[r.baseUrl] = r end
+  for _, r in ipairs(list.offline or {}) do view.offline[r.baseUrl] = r end
+  return view
+end
+
+function cluster.gossip_body(online, offline)
+  return { message = "gossip", online = online or {}, offline = offline or {} }
+end
+
+return cluster
