@@ -55,9 +55,10 @@ end
 
 local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
--- Starts `clustershazbot <args>` with `env` (a table) added to the environment. Returns a
--- process handle { pid, log, exitfile }.
-function cluster.spawn(args, env, dir)
+-- Starts `clustershazbot <args>` with `env` (a table) added to the environment, under
+-- `wrapper` (a command prefix such as valgrind's) if given. Returns a process handle
+-- { pid, log, exitfile }.
+function cluster.spawn(args, env, dir, wrapper)
   dir = dir or cluster.tempdir()
   local n = 0
   for _ in pairs(started) do n = n + 1 end
@@ -66,8 +67,8 @@ function cluster.spawn(args, env, dir)
   local assignments = {}
   for k, v in pairs(env or {}) do assignments[#assignments + 1] = k .. "=" .. quote(v) end
   -- The subshell waits for the program so that its exit status can be read afterwards.
-  local cmd = string.format("( env %s %s %s >%s 2>&1 & echo $! >%s; wait $!; echo $? >%s ) >/dev/null 2>&1 &",
-    table.concat(assignments, " "), quote(cluster.bin), args, quote(log), quote(pidfile), quote(exitfile))
+  local cmd = string.format("( env %s %s %s %s >%s 2>&1 & echo $! >%s; wait $!; echo $? >%s ) >/dev/null 2>&1 &",
+    table.concat(assignments, " "), wrapper or "", quote(cluster.bin), args, quote(log), quote(pidfile), quote(exitfile))
   assert(os.execute(cmd))
   local pid = cluster.wait_until(5, "the pid of " .. args, function()
     local f = io.open(pidfile)
@@ -76,8 +77,9 @@ function cluster.spawn(args, env, dir)
     f:close()
     return p
   end)
-  started[pid] = true
-  return { pid = pid, log = log, exitfile = exitfile }
+  local proc = { pid = pid, log = log, exitfile = exitfile }
+  started[pid] = proc
+  return proc
 end
 
 -- The exit status once the process has ended, else nil.
@@ -105,9 +107,20 @@ function cluster.read_log(proc)
   return text
 end
 
+-- Kills every process a spec started, then fails if any of them reported a sanitizer error
+-- (the suite also runs on a build with AddressSanitizer and UndefinedBehaviorSanitizer).
 function cluster.cleanup()
-  for pid in pairs(started) do os.execute(string.format("kill -9 %d 2>/dev/null", pid)) end
+  local reports = {}
+  for pid, proc in pairs(started) do
+    os.execute(string.format("kill -9 %d 2>/dev/null", pid))
+    local text = cluster.read_log(proc)
+    if text:find("ERROR: AddressSanitizer", 1, true) or text:find("ERROR: LeakSanitizer", 1, true)
+        or text:find("runtime error:", 1, true) then
+      reports[#reports + 1] = proc.log .. ":\n" .. text
+    end
+  end
   started = {}
+  assert(#reports == 0, "sanitizer reports:\n" .. table.concat(reports, "\n"))
 end
 
 -- HTTP: returns status, body, headers. `body` may be a string or a table (sent as JSON).
@@ -170,12 +183,14 @@ function cluster.node_env(port, store, extra)
   return env
 end
 
--- Starts a node and waits until it answers. Returns { proc, port, url }.
-function cluster.start_node(store, extra, dir)
+-- Starts a node and waits until it answers. Returns { proc, port, url }. `opts`: { dir,
+-- wrapper, timeout (seconds to wait for the first answer, default 5) }.
+function cluster.start_node(store, extra, opts)
+  opts = opts or {}
   local port = cluster.free_port()
-  local proc = cluster.spawn("serve", cluster.node_env(port, store, extra), dir)
+  local proc = cluster.spawn("serve", cluster.node_env(port, store, extra), opts.dir, opts.wrapper)
   local node = { proc = proc, port = port, url = string.format("http://127.0.0.1:%d/", port) }
-  cluster.wait_until(5, "node " .. node.url .. " to answer", function()
+  cluster.wait_until(opts.timeout or 5, "node " .. node.url .. " to answer", function()
     if cluster.exit_status(proc) then error("node exited: " .. cluster.read_log(proc)) end
     return cluster.request("GET", node.url .. "clustershazbot/list") == 200
   end)

@@ -1,0 +1,44 @@
+-- One integration run under valgrind: a node that bootstraps from the store, gossips with two
+-- peers, answers good and bad requests and /happy, then leaves on SIGTERM, must finish with no
+-- memory error and nothing definitely or indirectly lost.
+
+local cluster = require "support.cluster"
+
+describe("a node under valgrind", function()
+  teardown(function() cluster.cleanup() end)
+
+  it("runs a cluster session with no memory error and no leak", function()
+    local dir = cluster.tempdir()
+    local vlog = dir .. "/valgrind.log"
+    local store = cluster.start_store(dir)
+    local peers = { cluster.start_node(store), cluster.start_node(store) }
+    local node = cluster.start_node(store, nil, {
+      dir = dir, timeout = 60,
+      wrapper = "valgrind --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect " ..
+                "--errors-for-leak-kinds=definite,indirect --log-file=" .. vlog,
+    })
+    local all = { peers[1], peers[2], node }
+    cluster.wait_until(60, "the three nodes to converge", function()
+      for _, n in ipairs(all) do
+        local view = cluster.view(n)
+        for _, other in ipairs(all) do
+          if not view.online[other.url] then return false end
+        end
+      end
+      return true
+    end)
+    local auth = { Authorization = cluster.secret }
+    assert.are.equal(400, (cluster.request("POST", node.url .. "clustershazbot/gossip", "{not json", auth)))
+    assert.are.equal(401, (cluster.request("POST", node.url .. "clustershazbot/gossip", "{}", {})))
+    assert.are.equal(200, (cluster.request("GET", node.url .. "happy")))
+    assert.are.equal(200, (cluster.request("GET", node.url .. "happy/quick")))
+    cluster.signal(node.proc, "TERM")
+    local status = cluster.wait_exit(node.proc, 60)
+    local f = assert(io.open(vlog))
+    local report = f:read("a")
+    f:close()
+    assert.are.equal(0, status, report)
+    assert.truthy(report:find("ERROR SUMMARY: 0 errors", 1, true), report)
+    print("# " .. (report:match("(definitely lost:[^\n]*)") or report:match("(All heap blocks were freed[^\n]*)") or ""))
+  end)
+end)
