@@ -125,7 +125,14 @@ policy *policy_new(const char *script, char *err, size_t err_len) {
     }
     if ((p->default_ref = loaded_table_ref(L, "default policy", err, err_len)) == LUA_NOREF) goto fail;
     if (script) {
-        if (luaL_loadfile(L, script) != LUA_OK || lua_pcall(L, 0, 1, 0) != LUA_OK) {
+        /* The script's own top level runs under the same budget as a hook: a script that
+         * never returns must not stop the node from starting, it must fail to load. */
+        p->instructions = 0;
+        lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_STEP);
+        int rc = luaL_loadfile(L, script);
+        if (rc == LUA_OK) rc = lua_pcall(L, 0, 1, 0);
+        lua_sethook(L, NULL, 0, 0);
+        if (rc != LUA_OK) {
             snprintf(err, err_len, "SHAZBOT_POLICY: \"%s\": %s", script, lua_tostring(L, -1));
             goto fail;
         }
