@@ -390,13 +390,22 @@ int shazbot_is_running(const shazbot *node) {
 
 struct event_base *shazbot_event_base(shazbot *node) { return node->base; }
 
+static void on_step_timeout(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    (void)arg; /* only there to end the wait of shazbot_step */
+}
+
 int shazbot_step(shazbot *node, double max_wait) {
-    if (max_wait > 0) {
-        struct timeval tv = {(time_t)max_wait, (suseconds_t)((max_wait - (double)(time_t)max_wait) * 1e6)};
-        event_base_loopexit(node->base, &tv);
-        return event_base_loop(node->base, EVLOOP_ONCE) < 0 ? -1 : 0;
-    }
-    return event_base_loop(node->base, EVLOOP_NONBLOCK) < 0 ? -1 : 0;
+    if (max_wait <= 0) return event_base_loop(node->base, EVLOOP_NONBLOCK) < 0 ? -1 : 0;
+    /* A timer of our own rather than event_base_loopexit, whose pending exit would outlive
+     * this call and cut a later loop short. */
+    if (!node->step_timer && !(node->step_timer = evtimer_new(node->base, on_step_timeout, NULL)))
+        return -1;
+    arm(node->step_timer, max_wait);
+    int rc = event_base_loop(node->base, EVLOOP_ONCE);
+    evtimer_del(node->step_timer);
+    return rc < 0 ? -1 : 0;
 }
 
 static void on_signal(evutil_socket_t fd, short what, void *arg) {
@@ -436,7 +445,7 @@ void shazbot_free(shazbot *node) {
     transfer_pool_free(node->pool);
     struct event *events[] = {node->gossip_timer, node->gossip_retry_timer, node->announce_timer,
                               node->master_retry_timer, node->shutdown_deadline, node->sigterm,
-                              node->sigint};
+                              node->sigint, node->step_timer};
     for (size_t i = 0; i < sizeof events / sizeof *events; i++)
         if (events[i]) event_free(events[i]);
     policy_free(node->pol);

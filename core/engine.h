@@ -33,7 +33,7 @@ struct shazbot {
     node_state state;
 
     struct event *gossip_timer, *gossip_retry_timer, *announce_timer, *master_retry_timer;
-    struct event *shutdown_deadline, *sigterm, *sigint;
+    struct event *shutdown_deadline, *sigterm, *sigint, *step_timer;
     char *round_peer; /* the peer of the gossip round under way, NULL between rounds */
     bool round_retried; /* its one retry has been used */
     double master_backoff;
