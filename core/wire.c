@@ -107,6 +107,19 @@ static int enter_container(parser *p) {
     return 1;
 }
 
+/* A container that is neither the top object, a list nor a record: the value of an unknown
+ * key, skipped whole, or else something out of place. */
+static int enter_other_container(parser *p, const char *what) {
+    if (p->skip_depth == 0 && ((p->depth == 1 && p->top == TOP_OTHER) ||
+                               (p->depth == 3 && p->field == FIELD_OTHER))) {
+        if (!enter_container(p)) return 0;
+        p->skip_depth = 1;
+        return 1;
+    }
+    if (!expect_position(p, what, true)) return 0;
+    return enter_container(p);
+}
+
 static int on_start_map(void *ctx) {
     parser *p = ctx;
     if (p->skip_depth == 0 && p->depth == 0) return enter_container(p);
@@ -127,14 +140,7 @@ static int on_start_map(void *ctx) {
         p->field = FIELD_NONE;
         return enter_container(p);
     }
-    if (p->skip_depth == 0 && ((p->depth == 1 && p->top == TOP_OTHER) ||
-                               (p->depth == 3 && p->field == FIELD_OTHER))) {
-        if (!enter_container(p)) return 0;
-        p->skip_depth = 1;
-        return 1;
-    }
-    if (!expect_position(p, "an object", true)) return 0;
-    return enter_container(p);
+    return enter_other_container(p, "an object");
 }
 
 static int on_end_map(void *ctx) {
@@ -162,14 +168,7 @@ static int on_start_array(void *ctx) {
         if (p->top == TOP_ONLINE) p->seen_online = true;
         return enter_container(p);
     }
-    if (p->skip_depth == 0 && ((p->depth == 1 && p->top == TOP_OTHER) ||
-                               (p->depth == 3 && p->field == FIELD_OTHER))) {
-        if (!enter_container(p)) return 0;
-        p->skip_depth = 1;
-        return 1;
-    }
-    if (!expect_position(p, "an array", true)) return 0;
-    return enter_container(p);
+    return enter_other_container(p, "an array");
 }
 
 static int on_end_array(void *ctx) { return on_end_map(ctx); }
