@@ -12,6 +12,10 @@ local function all_see(nodes, predicate)
   return true
 end
 
+local function lists_offline(url)
+  return function(view) return view.offline[url] ~= nil and view.online[url] == nil end
+end
+
 local function online_set(view)
   local urls = {}
   for url in pairs(view.online) do urls[#urls + 1] = url end
@@ -48,14 +52,12 @@ describe("a five-node cluster", function()
     cluster.signal(killed.proc, "KILL")
     t0 = cluster.now()
     cluster.wait_until(15, "every survivor to list the killed node offline", function()
-      return all_see(nodes, function(view) return view.offline[killed.url] and not view.online[killed.url] end)
+      return all_see(nodes, lists_offline(killed.url))
     end)
     print(string.format("# killed node offline everywhere after %.2f s", cluster.now() - t0))
     local watch_until = cluster.now() + 10
     while cluster.now() < watch_until do
-      assert.is_true(all_see(nodes, function(view)
-        return view.offline[killed.url] ~= nil and view.online[killed.url] == nil
-      end), "a survivor brought the killed node back online")
+      assert.is_true(all_see(nodes, lists_offline(killed.url)), "a survivor brought the killed node back online")
       cluster.sleep(0.2)
     end
 
@@ -65,7 +67,7 @@ describe("a five-node cluster", function()
     cluster.signal(stopped.proc, "TERM")
     t0 = cluster.now()
     cluster.wait_until(3, "every survivor to list the stopped node offline", function()
-      return all_see(nodes, function(view) return view.offline[stopped.url] and not view.online[stopped.url] end)
+      return all_see(nodes, lists_offline(stopped.url))
     end)
     print(string.format("# stopped node offline everywhere after %.2f s", cluster.now() - t0))
     assert.are.equal(0, cluster.wait_exit(stopped.proc, 30))
