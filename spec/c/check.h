@@ -18,8 +18,8 @@ static int checks_run, checks_failed;
 #define CHECK_CONTAINS(text, part)                                                             \
     do {                                                                                       \
         const char *text_ = (text);                                                            \
-        if (!check_that(text_ && strstr(text_, part) != NULL, __FILE__, __LINE__,              \
-                        #text " contains \"" part "\""))                                       \
+        if (!check_that(text_ && strstr(text_, (part)) != NULL, __FILE__, __LINE__,            \
+                        #text " contains " #part))                                             \
             fprintf(stderr, "    got \"%s\"\n", text_ ? text_ : "(null)");                     \
     } while (0)
 
