@@ -122,6 +122,9 @@ int http_listen(shazbot *node, const char *host, int port, char *err, size_t err
     evhttp_set_max_body_size(node->http, (ev_ssize_t)node->cfg.max_body);
     evhttp_set_max_headers_size(node->http, HTTP_MAX_HEADERS);
     evhttp_set_timeout(node->http, HTTP_TIMEOUT);
+    /* Read and drop the rest of an oversized body before answering 413, so that the client
+     * sees the answer rather than a reset connection. */
+    evhttp_set_flags(node->http, EVHTTP_SERVER_LINGERING_CLOSE);
     /* Every method reaches on_request, which answers 405 in JSON itself. */
     evhttp_set_allowed_methods(node->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
                                                EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD |

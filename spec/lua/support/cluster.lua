@@ -208,8 +208,16 @@ function cluster.view(node)
   return view
 end
 
-function cluster.gossip_body(online, offline)
-  return { message = "gossip", online = online or {}, offline = offline or {} }
+-- A gossip message as JSON text (lua-cjson would write an empty list as {}). `extra`: more
+-- top-level members, as JSON text.
+function cluster.gossip_body(online, offline, extra)
+  local function list(records)
+    local parts = {}
+    for i, r in ipairs(records or {}) do parts[i] = cjson.encode(r) end
+    return "[" .. table.concat(parts, ",") .. "]"
+  end
+  return string.format('{"message":"gossip","online":%s,"offline":%s%s}', list(online), list(offline),
+    extra and "," .. extra or "")
 end
 
 return cluster
