@@ -183,11 +183,11 @@ function cluster.node_env(port, store, extra)
   return env
 end
 
--- Starts a node and waits until it answers. Returns { proc, port, url }. `opts`: { dir,
+-- Starts a node and waits until it answers. Returns { proc, port, url }. `opts`: { port, dir,
 -- wrapper, timeout (seconds to wait for the first answer, default 5) }.
 function cluster.start_node(store, extra, opts)
   opts = opts or {}
-  local port = cluster.free_port()
+  local port = opts.port or cluster.free_port()
   local proc = cluster.spawn("serve", cluster.node_env(port, store, extra), opts.dir, opts.wrapper)
   local node = { proc = proc, port = port, url = string.format("http://127.0.0.1:%d/", port) }
   cluster.wait_until(opts.timeout or 5, "node " .. node.url .. " to answer", function()
