@@ -251,6 +251,17 @@ static void on_announce_timer(evutil_socket_t fd, short what, void *arg) {
 
 /* ---- lifecycle ---------------------------------------------------------------------------- */
 
+/* With epoll's change list, the add/remove of read and write interest that every HTTP
+ * exchange makes is sent to the kernel once per loop iteration instead of once per change. */
+static struct event_base *new_event_base(void) {
+    struct event_config *cfg = event_config_new();
+    if (!cfg) return NULL;
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    struct event_base *base = event_base_new_with_config(cfg);
+    event_config_free(cfg);
+    return base;
+}
+
 shazbot *shazbot_new(const shazbot_settings *s, struct event_base *base, char *err, size_t err_len) {
     if (!config_check(s, err, err_len)) return NULL;
     shazbot *node = calloc(1, sizeof *node);
@@ -264,7 +275,7 @@ shazbot *shazbot_new(const shazbot_settings *s, struct event_base *base, char *e
         goto fail;
     }
     log_set_level(node->cfg.log_level);
-    node->base = base ? base : event_base_new();
+    node->base = base ? base : new_event_base();
     node->own_base = base == NULL;
     const char *path = strchr(strstr(node->cfg.base_url, "://") + 3, '/');
     node->base_path = strdup(path);

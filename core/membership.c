@@ -25,9 +25,16 @@ static void member_invalidate_wire(member *r) {
     r->wire_len = 0;
 }
 
+static void invalidate_peers_json(membership *m) {
+    for (int s = 0; s < 2; s++) {
+        free(m->peers[s].text);
+        m->peers[s].text = NULL;
+        m->peers[s].len = 0;
+    }
+}
+
 static void member_free(member *r) {
     member_invalidate_wire(r);
-    free(r->base_url);
     free(r);
 }
 
@@ -37,7 +44,7 @@ static bool grow_buckets(membership *m) {
     if (!b) return false;
     for (size_t i = 0; i < m->count; i++) {
         member *r = m->members[i];
-        size_t slot = url_hash(r->base_url, r->url_len) & (n - 1);
+        size_t slot = r->hash & (n - 1);
         r->hash_next = b[slot];
         b[slot] = r;
     }
@@ -57,13 +64,8 @@ static member *insert(membership *m, const char *url, size_t len, bool monitor,
         m->capacity = cap;
     }
     if (m->count + 1 > m->bucket_count * 3 / 4 && !grow_buckets(m)) return NULL;
-    member *r = calloc(1, sizeof *r);
+    member *r = calloc(1, sizeof *r + len + 1);
     if (!r) return NULL;
-    r->base_url = malloc(len + 1);
-    if (!r->base_url) {
-        free(r);
-        return NULL;
-    }
     memcpy(r->base_url, url, len);
     r->base_url[len] = '\0';
     r->url_len = len;
@@ -71,16 +73,18 @@ static member *insert(membership *m, const char *url, size_t len, bool monitor,
     r->last_update = last_update;
     r->status = s;
     r->index = m->count;
+    r->hash = url_hash(url, len);
     m->members[m->count++] = r;
-    size_t slot = url_hash(url, len) & (m->bucket_count - 1);
+    size_t slot = r->hash & (m->bucket_count - 1);
     r->hash_next = m->buckets[slot];
     m->buckets[slot] = r;
+    invalidate_peers_json(m);
     return r;
 }
 
 static void remove_at(membership *m, size_t i) {
     member *r = m->members[i];
-    size_t slot = url_hash(r->base_url, r->url_len) & (m->bucket_count - 1);
+    size_t slot = r->hash & (m->bucket_count - 1);
     for (member **p = &m->buckets[slot]; *p; p = &(*p)->hash_next) {
         if (*p == r) {
             *p = r->hash_next;
@@ -90,6 +94,7 @@ static void remove_at(membership *m, size_t i) {
     m->members[i] = m->members[--m->count];
     m->members[i]->index = i;
     member_free(r);
+    invalidate_peers_json(m);
 }
 
 membership *membership_new(const char *self_url, bool self_monitor, int64_t now_ms,
@@ -110,6 +115,7 @@ membership *membership_new(const char *self_url, bool self_monitor, int64_t now_
 void membership_free(membership *m) {
     if (!m) return;
     for (size_t i = 0; i < m->count; i++) member_free(m->members[i]);
+    invalidate_peers_json(m);
     free(m->members);
     free(m->buckets);
     free(m);
@@ -135,16 +141,18 @@ bool membership_url_valid(const char *url, size_t len) {
 
 member *membership_find(const membership *m, const char *url, size_t len) {
     if (!m->bucket_count) return NULL;
-    for (member *r = m->buckets[url_hash(url, len) & (m->bucket_count - 1)]; r; r = r->hash_next)
-        if (r->url_len == len && memcmp(r->base_url, url, len) == 0) return r;
+    uint64_t h = url_hash(url, len);
+    for (member *r = m->buckets[h & (m->bucket_count - 1)]; r; r = r->hash_next)
+        if (r->hash == h && r->url_len == len && memcmp(r->base_url, url, len) == 0) return r;
     return NULL;
 }
 
-static void set_record(member *r, bool monitor, int64_t last_update, member_status s) {
+static void set_record(membership *m, member *r, bool monitor, int64_t last_update, member_status s) {
     r->monitor = monitor;
     r->last_update = last_update;
     r->status = s;
     member_invalidate_wire(r);
+    if (r != m->self) invalidate_peers_json(m);
 }
 
 /* The own record only moves forward in time, so that a change this node makes always beats
@@ -152,12 +160,15 @@ static void set_record(member *r, bool monitor, int64_t last_update, member_stat
 static void stamp_self(membership *m, member_status s, int64_t at_least) {
     member *self = m->self;
     int64_t stamp = at_least > self->last_update ? at_least : self->last_update;
-    set_record(self, self->monitor, stamp, s);
+    set_record(m, self, self->monitor, stamp, s);
 }
 
 merge_result membership_merge(membership *m, const member_entry *e, member_status s,
                               int64_t now_ms) {
-    if (!membership_url_valid(e->base_url, e->url_len)) {
+    /* A known baseUrl was valid when it was inserted: only unknown ones need the check, which
+     * keeps the common case (a peer repeating what we know) to one hash lookup. */
+    member *r = membership_find(m, e->base_url, e->url_len);
+    if (!r && !membership_url_valid(e->base_url, e->url_len)) {
         m->stats.skipped_url++;
         return MERGE_SKIPPED_URL;
     }
@@ -169,7 +180,6 @@ merge_result membership_merge(membership *m, const member_entry *e, member_statu
         m->stats.skipped_future++;
         return MERGE_SKIPPED_FUTURE;
     }
-    member *r = membership_find(m, e->base_url, e->url_len);
     if (r == m->self) {
         if (s == MEMBER_OFFLINE && r->status == MEMBER_ONLINE &&
             e->last_update >= r->last_update) {
@@ -186,7 +196,7 @@ merge_result membership_merge(membership *m, const member_entry *e, member_statu
                    : MERGE_KEPT; /* out of memory: knowing less is the safe failure */
     }
     if (e->last_update > r->last_update) {
-        set_record(r, e->monitor, e->last_update, s);
+        set_record(m, r, e->monitor, e->last_update, s);
         return MERGE_UPDATED;
     }
     return MERGE_KEPT;
@@ -208,7 +218,7 @@ bool membership_mark_offline(membership *m, const char *url, size_t len, int64_t
     member *r = membership_find(m, url, len);
     if (!r || r == m->self) return false;
     int64_t stamp = now_ms > r->last_update ? now_ms : r->last_update + 1;
-    set_record(r, r->monitor, stamp, MEMBER_OFFLINE);
+    set_record(m, r, r->monitor, stamp, MEMBER_OFFLINE);
     return true;
 }
 

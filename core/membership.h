@@ -18,7 +18,7 @@
 typedef enum { MEMBER_ONLINE = 0, MEMBER_OFFLINE = 1 } member_status;
 
 typedef struct member {
-    char *base_url;
+    uint64_t hash; /* of base_url, kept so that lookups compare it before the text */
     size_t url_len;
     bool monitor;
     int64_t last_update;
@@ -28,6 +28,7 @@ typedef struct member {
     size_t wire_len;
     struct member *hash_next;
     size_t index; /* position in membership.members */
+    char base_url[]; /* in the same allocation: one cache miss less per lookup */
 } member;
 
 /* An incoming record, before it is checked. `last_update_ok` is false when the peer sent a
@@ -55,6 +56,13 @@ typedef struct membership_stats {
     uint64_t skipped_url, skipped_time, skipped_future, refutations;
 } membership_stats;
 
+/* The wire form of every record but this node's own, one list per status, joined and cached
+ * by wire.c: the own record changes with nearly every request, the others rarely. */
+typedef struct peers_json {
+    char *text; /* NULL when stale */
+    size_t len;
+} peers_json;
+
 typedef struct membership {
     member **members; /* dense array: iteration order of the wire output */
     size_t count, capacity;
@@ -63,6 +71,7 @@ typedef struct membership {
     member *self;
     int64_t max_skew_ms;
     membership_stats stats;
+    peers_json peers[2]; /* by member_status */
 } membership;
 
 membership *membership_new(const char *self_url, bool self_monitor, int64_t now_ms,
