@@ -5,7 +5,10 @@
 /* Prints `text` and returns 1 when argv holds --help or -h. */
 int cli_wants_help(int argc, char **argv, const char *text);
 
-/* clustershazbot store: argv[0] is "store". Returns the exit status. */
+/* The subcommands; argv[0] is the subcommand's name. Each returns the exit status. */
 int cli_store(int argc, char **argv);
+int cli_members(int argc, char **argv);
+int cli_control(int argc, char **argv);
+int cli_health(int argc, char **argv);
 
 #endif

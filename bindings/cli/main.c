@@ -2,6 +2,7 @@
  *
  *   clustershazbot serve            a standalone node, configured from the environment
  *   clustershazbot store ...        a master-list store (see store.c)
+ *   clustershazbot members|control|health ...   ask a running node (see client.c)
  *
  * Exit statuses: 0 success, 1 a failed operation, 2 bad usage or configuration. */
 #include "clustershazbot.h"
@@ -17,6 +18,9 @@ static const char *const usage =
     "commands:\n"
     "  serve    run a node configured from the environment (SHAZBOT_* variables)\n"
     "  store    serve a master list from a file (GET and PUT)\n"
+    "  members  show a node's view of the cluster\n"
+    "  control  take a node offline or bring it back online\n"
+    "  health   show a node's /happy payload\n"
     "  version  print the version\n"
     "\n"
     "'clustershazbot <command> --help' tells more about each.\n";
@@ -85,6 +89,9 @@ int main(int argc, char **argv) {
     const char *command = argv[1];
     if (strcmp(command, "serve") == 0) return serve(argc - 1, argv + 1);
     if (strcmp(command, "store") == 0) return cli_store(argc - 1, argv + 1);
+    if (strcmp(command, "members") == 0) return cli_members(argc - 1, argv + 1);
+    if (strcmp(command, "control") == 0) return cli_control(argc - 1, argv + 1);
+    if (strcmp(command, "health") == 0) return cli_health(argc - 1, argv + 1);
     if (strcmp(command, "version") == 0 || strcmp(command, "--version") == 0) {
         printf("clustershazbot %s\n", SHAZBOT_VERSION);
         return 0;

@@ -1,0 +1,309 @@
+/* The subcommands that talk to a running node: members, control, health.
+ *
+ * Blocking libcurl requests are fine here: a command line program does one exchange and
+ * exits. Answers are read with yajl (the tree API: the documents are small). */
+#include "cli.h"
+
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <yajl/yajl_gen.h>
+#include <yajl/yajl_parse.h>
+#include <yajl/yajl_tree.h>
+
+#include "buf.h"
+
+#define CLIENT_TIMEOUT_MS 10000L
+
+static const char *const members_usage =
+    "usage: clustershazbot members [--url URL] [--control-secret S] [--json]\n"
+    "\n"
+    "Prints the node's view of the cluster: base URL, status, monitor, age of the last\n"
+    "update, and a summary line. --json prints the list as the node sends it.\n"
+    "Defaults: --url from SHAZBOT_BASE_URL, --control-secret from SHAZBOT_CONTROL_SECRET\n"
+    "(without it only online members are shown).\n"
+    "Exit status: 0 success, 1 the node could not be asked, 2 bad usage.\n";
+
+static const char *const control_usage =
+    "usage: clustershazbot control online|offline [--url URL] [--control-secret S]\n"
+    "\n"
+    "Takes the node out of the cluster (offline) or back in (online).\n"
+    "Defaults: --url from SHAZBOT_BASE_URL, --control-secret from SHAZBOT_CONTROL_SECRET.\n"
+    "Exit status: 0 success, 1 the node refused or could not be reached, 2 bad usage.\n";
+
+static const char *const health_usage =
+    "usage: clustershazbot health [--url URL] [--quick]\n"
+    "\n"
+    "Prints the node's /happy payload (with --quick, /happy/quick), indented.\n"
+    "Default: --url from SHAZBOT_BASE_URL; the Authorization header is HAPPY_SECRET when it is\n"
+    "set and not \"none\".\n"
+    "Exit status: 0 success, 1 the node refused or could not be reached, 2 bad usage.\n";
+
+typedef struct options {
+    const char *url, *secret, *action;
+    bool json, quick;
+} options;
+
+/* Parses the shared options; returns false (after printing why) on bad usage. `allowed`
+ * lists the flags this subcommand takes. */
+static bool parse_options(int argc, char **argv, const char *allowed, const char *usage, options *o) {
+    o->url = getenv("SHAZBOT_BASE_URL");
+    o->secret = getenv("SHAZBOT_CONTROL_SECRET");
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bool known = strstr(allowed, a) != NULL && a[0] == '-';
+        if (known && (strcmp(a, "--url") == 0 || strcmp(a, "--control-secret") == 0)) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "clustershazbot %s: missing value after %s\n%s", argv[0], a, usage);
+                return false;
+            }
+            *(strcmp(a, "--url") == 0 ? &o->url : &o->secret) = argv[++i];
+        } else if (known && strcmp(a, "--json") == 0) {
+            o->json = true;
+        } else if (known && strcmp(a, "--quick") == 0) {
+            o->quick = true;
+        } else if (strstr(allowed, "ACTION") && !o->action && a[0] != '-') {
+            o->action = a;
+        } else {
+            fprintf(stderr, "clustershazbot %s: unexpected argument '%s'\n%s", argv[0], a, usage);
+            return false;
+        }
+    }
+    if (!o->url || !*o->url) {
+        fprintf(stderr, "clustershazbot %s: no node to ask: give --url or set SHAZBOT_BASE_URL\n%s", argv[0], usage);
+        return false;
+    }
+    return true;
+}
+
+static size_t collect(char *data, size_t size, size_t n, void *arg) {
+    buf_add(arg, data, size * n);
+    return size * n;
+}
+
+/* One request; returns the HTTP status, or 0 with a message when there was no answer. */
+static long exchange(const char *method, const char *url, const char *auth, const char *body,
+                     buf *answer) {
+    CURL *curl = curl_easy_init();
+    if (!curl) return 0;
+    char error[CURL_ERROR_SIZE] = "";
+    struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
+    buf auth_header = {0};
+    if (auth) {
+        buf_printf(&auth_header, "Authorization: %s", auth);
+        headers = curl_slist_append(headers, auth_header.data);
+    }
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, CLIENT_TIMEOUT_MS);
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, answer);
+    if (body) curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
+    long status = 0;
+    CURLcode rc = curl_easy_perform(curl);
+    if (rc == CURLE_OK) curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    else fprintf(stderr, "clustershazbot: cannot reach %s: %s\n", url, error[0] ? error : curl_easy_strerror(rc));
+    curl_slist_free_all(headers);
+    buf_free(&auth_header);
+    curl_easy_cleanup(curl);
+    return status;
+}
+
+/* An endpoint URL: the node's base URL plus `path`, or, for /happy, the root of its host. */
+static char *endpoint(const char *base, const char *path, bool at_root) {
+    buf url = {0};
+    const char *host = strstr(base, "://");
+    size_t keep = strlen(base);
+    if (at_root && host) keep = (size_t)(host + 3 - base) + strcspn(host + 3, "/");
+    buf_add(&url, base, keep);
+    if (keep == 0 || url.data[url.len - 1] != '/') buf_add(&url, "/", 1);
+    buf_add_str(&url, path);
+    return buf_take(&url, NULL);
+}
+
+/* Runs one exchange and checks the answer; returns the parsed JSON or NULL (message printed). */
+static yajl_val ask(const char *method, const char *url, const char *auth, const char *body, buf *raw) {
+    long status = exchange(method, url, auth, body, raw);
+    if (status == 0) return NULL;
+    char why[256];
+    yajl_val doc = raw->data ? yajl_tree_parse(raw->data, why, sizeof why) : NULL;
+    if (status == 200 && doc) return doc;
+    const char *path[] = {"error", NULL};
+    yajl_val error = doc ? yajl_tree_get(doc, path, yajl_t_string) : NULL;
+    if (status == 401)
+        fprintf(stderr, "clustershazbot: %s answered 401: wrong or missing secret\n", url);
+    else if (status == 200)
+        fprintf(stderr, "clustershazbot: %s did not answer JSON\n", url);
+    else
+        fprintf(stderr, "clustershazbot: %s answered %ld%s%s\n", url, status, error ? ": " : "",
+                error ? YAJL_GET_STRING(error) : "");
+    yajl_tree_free(doc);
+    return NULL;
+}
+
+/* ---- members --------------------------------------------------------------------------- */
+
+typedef struct row {
+    const char *url;
+    bool online, monitor;
+    long long last_update;
+} row;
+
+static int compare_rows(const void *a, const void *b) {
+    const row *x = a, *y = b;
+    if (x->online != y->online) return x->online ? -1 : 1;
+    return strcmp(x->url, y->url);
+}
+
+static void human_age(long long ms, char *out, size_t len) {
+    long long s = ms < 0 ? 0 : ms / 1000;
+    if (s < 120) snprintf(out, len, "%llds", s);
+    else if (s < 7200) snprintf(out, len, "%lldm", s / 60);
+    else if (s < 172800) snprintf(out, len, "%lldh", s / 3600);
+    else snprintf(out, len, "%lldd", s / 86400);
+}
+
+static size_t collect_rows(yajl_val doc, const char *list, bool online, row *rows, size_t n) {
+    const char *path[] = {list, NULL};
+    yajl_val array = yajl_tree_get(doc, path, yajl_t_array);
+    for (size_t i = 0; array && i < YAJL_GET_ARRAY(array)->len; i++) {
+        yajl_val r = YAJL_GET_ARRAY(array)->values[i];
+        const char *url_path[] = {"baseUrl", NULL}, *monitor_path[] = {"monitor", NULL},
+                   *time_path[] = {"lastUpdate", NULL};
+        yajl_val url = yajl_tree_get(r, url_path, yajl_t_string);
+        yajl_val stamp = yajl_tree_get(r, time_path, yajl_t_number);
+        if (!url) continue;
+        rows[n++] = (row){YAJL_GET_STRING(url), online, YAJL_IS_TRUE(yajl_tree_get(r, monitor_path, yajl_t_any)),
+                          stamp && YAJL_IS_INTEGER(stamp) ? YAJL_GET_INTEGER(stamp) : 0};
+    }
+    return n;
+}
+
+static size_t list_length(yajl_val doc, const char *list) {
+    const char *path[] = {list, NULL};
+    yajl_val array = yajl_tree_get(doc, path, yajl_t_array);
+    return array ? YAJL_GET_ARRAY(array)->len : 0;
+}
+
+int cli_members(int argc, char **argv) {
+    if (cli_wants_help(argc, argv, members_usage)) return 0;
+    options o = {0};
+    if (!parse_options(argc, argv, "--url --control-secret --json", members_usage, &o)) return 2;
+    char *url = endpoint(o.url, "clustershazbot/list", false);
+    buf raw = {0};
+    yajl_val doc = ask("GET", url, o.secret, NULL, &raw);
+    free(url);
+    if (!doc) {
+        buf_free(&raw);
+        return 1;
+    }
+    const char *offline_path[] = {"offline", NULL};
+    if (o.secret && !yajl_tree_get(doc, offline_path, yajl_t_array)) {
+        /* The node answers the public part of its list to anyone: a refused secret shows
+         * only as a missing offline list. */
+        fprintf(stderr, "clustershazbot members: the node did not accept the control secret\n");
+        yajl_tree_free(doc);
+        buf_free(&raw);
+        return 1;
+    }
+    if (o.json) {
+        printf("%s\n", raw.data);
+    } else {
+        size_t capacity = list_length(doc, "online") + list_length(doc, "offline");
+        row *rows = calloc(capacity + 1, sizeof *rows);
+        size_t n = collect_rows(doc, "online", true, rows, 0);
+        size_t online = n;
+        n = collect_rows(doc, "offline", false, rows, n);
+        qsort(rows, n, sizeof *rows, compare_rows);
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        long long now_ms = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+        int width = 8;
+        for (size_t i = 0; i < n; i++) width = (int)strlen(rows[i].url) > width ? (int)strlen(rows[i].url) : width;
+        printf("%-*s  %-7s  %-7s  %s\n", width, "BASE URL", "STATUS", "MONITOR", "UPDATED");
+        for (size_t i = 0; i < n; i++) {
+            char age[32];
+            human_age(now_ms - rows[i].last_update, age, sizeof age);
+            printf("%-*s  %-7s  %-7s  %s ago\n", width, rows[i].url, rows[i].online ? "online" : "offline",
+                   rows[i].monitor ? "yes" : "no", age);
+        }
+        printf("%zu online, %zu offline\n", online, n - online);
+        free(rows);
+    }
+    yajl_tree_free(doc);
+    buf_free(&raw);
+    return 0;
+}
+
+/* ---- control ----------------------------------------------------------------------------- */
+
+int cli_control(int argc, char **argv) {
+    if (cli_wants_help(argc, argv, control_usage)) return 0;
+    options o = {0};
+    if (!parse_options(argc, argv, "--url --control-secret ACTION", control_usage, &o)) return 2;
+    if (!o.action || (strcmp(o.action, "online") != 0 && strcmp(o.action, "offline") != 0)) {
+        fprintf(stderr, "clustershazbot control: say online or offline\n%s", control_usage);
+        return 2;
+    }
+    char *url = endpoint(o.url, "clustershazbot/control", false);
+    const char *body = strcmp(o.action, "online") == 0 ? "{\"message\":\"control\",\"online\":true}"
+                                                       : "{\"message\":\"control\",\"online\":false}";
+    buf raw = {0};
+    yajl_val doc = ask("POST", url, o.secret, body, &raw);
+    if (doc) printf("%s is now %s\n", o.url, o.action);
+    free(url);
+    yajl_tree_free(doc);
+    buf_free(&raw);
+    return doc ? 0 : 1;
+}
+
+/* ---- health -------------------------------------------------------------------------------
+ * The payload is re-generated, indented, by feeding yajl's parser straight into its
+ * generator. */
+
+static int re_null(void *g) { return yajl_gen_null(g) == yajl_gen_status_ok; }
+static int re_boolean(void *g, int v) { return yajl_gen_bool(g, v) == yajl_gen_status_ok; }
+static int re_number(void *g, const char *s, size_t l) { return yajl_gen_number(g, s, l) == yajl_gen_status_ok; }
+static int re_string(void *g, const unsigned char *s, size_t l) { return yajl_gen_string(g, s, l) == yajl_gen_status_ok; }
+static int re_start_map(void *g) { return yajl_gen_map_open(g) == yajl_gen_status_ok; }
+static int re_end_map(void *g) { return yajl_gen_map_close(g) == yajl_gen_status_ok; }
+static int re_start_array(void *g) { return yajl_gen_array_open(g) == yajl_gen_status_ok; }
+static int re_end_array(void *g) { return yajl_gen_array_close(g) == yajl_gen_status_ok; }
+
+static bool print_indented(const char *json, size_t len) {
+    static const yajl_callbacks reformat = {re_null, re_boolean, NULL, NULL, re_number, re_string,
+                                            re_start_map, re_string, re_end_map, re_start_array, re_end_array};
+    yajl_gen g = yajl_gen_alloc(NULL);
+    yajl_gen_config(g, yajl_gen_beautify, 1);
+    yajl_gen_config(g, yajl_gen_indent_string, "  ");
+    yajl_handle h = yajl_alloc(&reformat, NULL, g);
+    bool ok = yajl_parse(h, (const unsigned char *)json, len) == yajl_status_ok &&
+              yajl_complete_parse(h) == yajl_status_ok;
+    const unsigned char *out;
+    size_t out_len;
+    if (ok && yajl_gen_get_buf(g, &out, &out_len) == yajl_gen_status_ok) fwrite(out, 1, out_len, stdout);
+    yajl_free(h);
+    yajl_gen_free(g);
+    return ok;
+}
+
+int cli_health(int argc, char **argv) {
+    if (cli_wants_help(argc, argv, health_usage)) return 0;
+    options o = {0};
+    if (!parse_options(argc, argv, "--url --quick", health_usage, &o)) return 2;
+    const char *secret = getenv("HAPPY_SECRET");
+    if (secret && strcmp(secret, "none") == 0) secret = NULL;
+    char *url = endpoint(o.url, o.quick ? "happy/quick" : "happy", true);
+    buf raw = {0};
+    yajl_val doc = ask("GET", url, secret, NULL, &raw);
+    bool ok = doc && print_indented(raw.data, raw.len);
+    free(url);
+    yajl_tree_free(doc);
+    buf_free(&raw);
+    return ok ? 0 : 1;
+}
