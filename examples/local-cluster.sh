@@ -46,39 +46,30 @@ for i in 1 2 3; do
   pids+=($!)
 done
 
-# Prints one node's list as a table; exits 1 until the node lists `want` nodes online.
-show=$work/show.lua
-cat >"$show" <<'LUA'
-local cjson = require "cjson"
-local text, want, label = io.read("a"), tonumber(arg[1]), arg[2]
-local ok, list = pcall(cjson.decode, text)
-if not ok or type(list) ~= "table" or #list.online < want then os.exit(1) end
-print(label)
-local now = os.time() * 1000
-for _, status in ipairs({ "online", "offline" }) do
-  for _, r in ipairs(list[status] or {}) do
-    print(string.format("  %-28s %-8s monitor=%-5s updated %.1f s ago", r.baseUrl, status,
-      tostring(r.monitor), math.max(0, now - r.lastUpdate) / 1000))
-  end
-end
-LUA
-
 echo "waiting for the three nodes to find each other..."
 deadline=$((SECONDS + 30))
-until all=$(for i in 1 2 3; do
-              port=$((base_port + i))
-              curl -sf -H "Authorization: local-control" "http://127.0.0.1:$port/clustershazbot/list" |
-                lua5.4 "$show" 3 "node http://127.0.0.1:$port/ sees:" || exit 1
-            done); do
+converged() {
+  for i in 1 2 3; do
+    "$bin" members --url "http://127.0.0.1:$((base_port + i))/" --control-secret local-control 2>/dev/null |
+      grep -q "^3 online, 0 offline$" || return 1
+  done
+}
+until converged; do
   if ((SECONDS > deadline)); then
     echo "the cluster did not converge in 30 s; logs in $work" >&2
     exit 1
   fi
-  sleep 0.5
+  sleep 0.2
 done
-echo "$all"
+for i in 1 2 3; do
+  echo
+  echo "node http://127.0.0.1:$((base_port + i))/ sees:"
+  "$bin" members --url "http://127.0.0.1:$((base_port + i))/" --control-secret local-control
+done
+echo
 echo "master list ($store_url): $(curl -sf "$store_url")"
 if $once; then exit 0; fi
 echo
-echo "cluster running: try 'curl http://127.0.0.1:$((base_port + 1))/happy'; Ctrl-C to stop"
+echo "cluster running; try: $bin members --url http://127.0.0.1:$((base_port + 1))/ --control-secret local-control"
+echo "                 or: $bin health --url http://127.0.0.1:$((base_port + 1))/ ; Ctrl-C stops everything"
 wait "${pids[0]}"
