@@ -59,6 +59,11 @@ local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 -- `wrapper` (a command prefix such as valgrind's) if given. Returns a process handle
 -- { pid, log, exitfile }.
 function cluster.spawn(args, env, dir, wrapper)
+  return cluster.spawn_program(cluster.bin, args, env, dir, wrapper)
+end
+
+-- The same for any program.
+function cluster.spawn_program(program, args, env, dir, wrapper)
   dir = dir or cluster.tempdir()
   local n = 0
   for _ in pairs(started) do n = n + 1 end
@@ -68,7 +73,7 @@ function cluster.spawn(args, env, dir, wrapper)
   for k, v in pairs(env or {}) do assignments[#assignments + 1] = k .. "=" .. quote(v) end
   -- The subshell waits for the program so that its exit status can be read afterwards.
   local cmd = string.format("( env %s %s %s %s >%s 2>&1 & echo $! >%s; wait $!; echo $? >%s ) >/dev/null 2>&1 &",
-    table.concat(assignments, " "), wrapper or "", quote(cluster.bin), args, quote(log), quote(pidfile), quote(exitfile))
+    table.concat(assignments, " "), wrapper or "", quote(program), args, quote(log), quote(pidfile), quote(exitfile))
   assert(os.execute(cmd))
   local pid = cluster.wait_until(5, "the pid of " .. args, function()
     local f = io.open(pidfile)
