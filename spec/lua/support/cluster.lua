@@ -156,9 +156,11 @@ end
 
 -- A store and node configuration ----------------------------------------------------------
 
-function cluster.start_store(dir)
+-- Starts a master-list store keeping its list in `dir`/master-list.json, on `port` if given
+-- (a restarted store takes its old port back). Returns { proc, port, file, url }.
+function cluster.start_store(dir, port)
   dir = dir or cluster.tempdir()
-  local port = cluster.free_port()
+  port = port or cluster.free_port()
   local file = dir .. "/master-list.json"
   local proc = cluster.spawn(string.format("store --listen 127.0.0.1:%d --file %s --auth %s",
     port, quote(file), quote(cluster.update_auth)), {}, dir)
