@@ -10,6 +10,8 @@
  * delays) come from policy.c, which always answers something usable. */
 #include "engine.h"
 
+#include "clustershazbot_lua.h"
+
 #include "log.h"
 #include "wire.h"
 
@@ -262,7 +264,10 @@ static struct event_base *new_event_base(void) {
     return base;
 }
 
-shazbot *shazbot_new(const shazbot_settings *s, struct event_base *base, char *err, size_t err_len) {
+/* Both constructors: the policy comes from a host's Lua state when `host` is given, else from
+ * SHAZBOT_POLICY (or the default alone). */
+static shazbot *create(const shazbot_settings *s, struct event_base *base, lua_State *host,
+                       int hooks_index, char *err, size_t err_len) {
     if (!config_check(s, err, err_len)) return NULL;
     shazbot *node = calloc(1, sizeof *node);
     if (!node) {
@@ -281,7 +286,8 @@ shazbot *shazbot_new(const shazbot_settings *s, struct event_base *base, char *e
     node->base_path = strdup(path);
     node->m = membership_new(node->cfg.base_url, node->cfg.monitor, engine_now_ms(),
                              (int64_t)(node->cfg.max_clock_skew * 1000));
-    node->pol = policy_new(node->cfg.policy_path, err, err_len);
+    node->pol = host ? policy_new_hosted(host, hooks_index, err, err_len)
+                     : policy_new(node->cfg.policy_path, err, err_len);
     if (!node->pol) goto fail;
     node->pool = node->base ? transfer_pool_new(node->base, node->cfg.max_body) : NULL;
     if (!node->base || !node->base_path || !node->m || !node->pool) {
@@ -297,6 +303,15 @@ shazbot *shazbot_new(const shazbot_settings *s, struct event_base *base, char *e
 fail:
     shazbot_free(node);
     return NULL;
+}
+
+shazbot *shazbot_new(const shazbot_settings *s, struct event_base *base, char *err, size_t err_len) {
+    return create(s, base, NULL, 0, err, err_len);
+}
+
+shazbot *shazbot_new_lua(const shazbot_settings *s, struct event_base *base, lua_State *L,
+                         int hooks_index, char *err, size_t err_len) {
+    return create(s, base, L, hooks_index, err, err_len);
 }
 
 int shazbot_listen(shazbot *node, const char *host, int port, char *err, size_t err_len) {

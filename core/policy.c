@@ -26,14 +26,27 @@ extern const char shazbot_default_policy_lua[]; /* generated from lua/clustersha
 extern const size_t shazbot_default_policy_lua_len;
 
 struct policy {
-    lua_State *L;
-    size_t memory;
+    lua_State *L;    /* where hooks run: our own state, or a thread of the host's */
+    bool hosted;     /* L is a thread of a host's state (policy_new_hosted) */
+    int thread_ref;  /* keeps that thread alive in the host's registry */
+    size_t memory;   /* our own state's allocation, against MEMORY_CAP */
     int default_ref; /* the default policy table */
     int user_ref;    /* the user's table, or LUA_NOREF */
-    int array_mt_ref;
     long instructions; /* used by the call under way */
     uint64_t failures;
 };
+
+/* The registry key of the metatable that marks tables as JSON arrays: one per Lua state,
+ * shared by every node in it. */
+static const char array_mt_key = 0;
+
+static void push_array_mt(lua_State *L) {
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &array_mt_key) == LUA_TTABLE) return;
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &array_mt_key);
+}
 
 static void *capped_alloc(void *ud, void *ptr, size_t old_size, size_t new_size) {
     policy *p = ud;
@@ -49,11 +62,9 @@ static void *capped_alloc(void *ud, void *ptr, size_t old_size, size_t new_size)
     return n;
 }
 
-static policy *policy_of(lua_State *L) {
-    void *ud;
-    lua_getallocf(L, &ud);
-    return ud;
-}
+/* Each thread that runs hooks carries its policy in the thread's extra space; threads that a
+ * hook creates inherit it (and the budget hook) from the main thread of our own state. */
+static policy *policy_of(lua_State *L) { return *(policy **)lua_getextraspace(L); }
 
 static void budget_hook(lua_State *L, lua_Debug *ar) {
     (void)ar;
@@ -66,12 +77,12 @@ static void budget_hook(lua_State *L, lua_Debug *ar) {
 static int core_array(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, policy_of(L)->array_mt_ref);
+    push_array_mt(L);
     lua_setmetatable(L, 1);
     return 1;
 }
 
-static int open_core(lua_State *L) {
+int policy_open_core(lua_State *L) {
     lua_newtable(L);
     lua_pushcfunction(L, core_array);
     lua_setfield(L, -2, "array");
@@ -96,10 +107,39 @@ static int loaded_table_ref(lua_State *L, const char *what, char *err, size_t er
     return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
-policy *policy_new(const char *script, char *err, size_t err_len) {
+/* Makes "clustershazbot.core" and "clustershazbot.policy" loadable in p->L's state (unless
+ * the host has its own) and loads the default policy. */
+static bool load_default(policy *p, char *err, size_t err_len) {
+    lua_State *L = p->L;
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    if (lua_getfield(L, -1, "clustershazbot.core") == LUA_TNIL) {
+        lua_pushcfunction(L, policy_open_core);
+        lua_setfield(L, -3, "clustershazbot.core");
+    }
+    if (lua_getfield(L, -2, "clustershazbot.policy") == LUA_TNIL) {
+        lua_pushcfunction(L, open_default_policy);
+        lua_setfield(L, -4, "clustershazbot.policy");
+    }
+    lua_pop(L, 3);
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "clustershazbot.policy");
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        snprintf(err, err_len, "default policy: %s", lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return false;
+    }
+    return (p->default_ref = loaded_table_ref(L, "default policy", err, err_len)) != LUA_NOREF;
+}
+
+static policy *policy_alloc(void) {
     policy *p = calloc(1, sizeof *p);
+    if (p) p->default_ref = p->user_ref = p->thread_ref = LUA_NOREF;
+    return p;
+}
+
+policy *policy_new(const char *script, char *err, size_t err_len) {
+    policy *p = policy_alloc();
     if (!p) return NULL;
-    p->user_ref = LUA_NOREF;
     p->L = lua_newstate(capped_alloc, p);
     if (!p->L) {
         snprintf(err, err_len, "policy: cannot create a Lua state");
@@ -107,23 +147,9 @@ policy *policy_new(const char *script, char *err, size_t err_len) {
         return NULL;
     }
     lua_State *L = p->L;
+    *(policy **)lua_getextraspace(L) = p;
     luaL_openlibs(L);
-    lua_newtable(L);
-    p->array_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-    lua_pushcfunction(L, open_core);
-    lua_setfield(L, -2, "clustershazbot.core");
-    lua_pushcfunction(L, open_default_policy);
-    lua_setfield(L, -2, "clustershazbot.policy");
-    lua_pop(L, 1);
-
-    lua_getglobal(L, "require");
-    lua_pushstring(L, "clustershazbot.policy");
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-        snprintf(err, err_len, "default policy: %s", lua_tostring(L, -1));
-        goto fail;
-    }
-    if ((p->default_ref = loaded_table_ref(L, "default policy", err, err_len)) == LUA_NOREF) goto fail;
+    if (!load_default(p, err, err_len)) goto fail;
     if (script) {
         /* The script's own top level runs under the same budget as a hook: a script that
          * never returns must not stop the node from starting, it must fail to load. */
@@ -147,9 +173,39 @@ fail:
     return NULL;
 }
 
+policy *policy_new_hosted(lua_State *host, int hooks_index, char *err, size_t err_len) {
+    if (!lua_istable(host, hooks_index)) {
+        snprintf(err, err_len, "policy: expected a table of hook functions, got %s", luaL_typename(host, hooks_index));
+        return NULL;
+    }
+    policy *p = policy_alloc();
+    if (!p) return NULL;
+    hooks_index = lua_absindex(host, hooks_index);
+    p->hosted = true;
+    /* A thread of our own: its stack and its budget hook are ours, whatever the host is
+     * running when the engine calls a hook. */
+    p->L = lua_newthread(host);
+    p->thread_ref = luaL_ref(host, LUA_REGISTRYINDEX);
+    *(policy **)lua_getextraspace(p->L) = p;
+    lua_pushvalue(host, hooks_index);
+    p->user_ref = luaL_ref(host, LUA_REGISTRYINDEX);
+    if (!load_default(p, err, err_len)) {
+        policy_free(p);
+        return NULL;
+    }
+    return p;
+}
+
 void policy_free(policy *p) {
     if (!p) return;
-    if (p->L) lua_close(p->L);
+    if (p->hosted) {
+        /* The thread shares the host's registry: drop what we hold there. */
+        luaL_unref(p->L, LUA_REGISTRYINDEX, p->user_ref);
+        luaL_unref(p->L, LUA_REGISTRYINDEX, p->default_ref);
+        luaL_unref(p->L, LUA_REGISTRYINDEX, p->thread_ref);
+    } else if (p->L) {
+        lua_close(p->L);
+    }
     free(p);
 }
 
@@ -229,7 +285,7 @@ static void push_records(policy *p, membership *m, member_status s, bool with_se
         push_record(L, r);
         lua_rawseti(L, -2, ++n);
     }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, p->array_mt_ref);
+    push_array_mt(L);
     lua_setmetatable(L, -2);
 }
 
@@ -362,10 +418,10 @@ static void push_health_info(policy *p, void *ctx, int *nargs) {
     *nargs = 1;
 }
 
-/* Lua value -> JSON. Tables marked with array() or holding 1..n are arrays, other tables
- * objects with string keys. Returns NULL, or why the value cannot be written. */
-static const char *encode(policy *p, int index, buf *out, int depth) {
-    lua_State *L = p->L;
+/* Lua value -> JSON. Tables marked with array() or holding 1..n are arrays (and empty ones
+ * when `empty_is_array`), other tables objects with string keys. Returns NULL, or why the
+ * value cannot be written. */
+static const char *encode(lua_State *L, int index, buf *out, bool empty_is_array, int depth) {
     index = lua_absindex(L, index);
     if (depth > ENCODE_MAX_DEPTH) return "nested too deeply (a cycle?)";
     switch (lua_type(L, index)) {
@@ -392,16 +448,22 @@ static const char *encode(policy *p, int index, buf *out, int depth) {
     lua_Integer n = (lua_Integer)lua_rawlen(L, index);
     bool marked = false;
     if (lua_getmetatable(L, index)) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, p->array_mt_ref);
+        push_array_mt(L);
         marked = lua_rawequal(L, -1, -2);
         lua_pop(L, 2);
     }
-    if (marked || n > 0) {
+    bool empty = false;
+    if (empty_is_array && n == 0) {
+        lua_pushnil(L);
+        if (lua_next(L, index)) lua_pop(L, 2);
+        else empty = true;
+    }
+    if (marked || n > 0 || empty) {
         buf_add(out, "[", 1);
         for (lua_Integer i = 1; i <= n; i++) {
             if (i > 1) buf_add(out, ",", 1);
             lua_rawgeti(L, index, i);
-            const char *why = encode(p, -1, out, depth + 1);
+            const char *why = encode(L, -1, out, empty_is_array, depth + 1);
             lua_pop(L, 1);
             if (why) return why;
         }
@@ -420,7 +482,7 @@ static const char *encode(policy *p, int index, buf *out, int depth) {
         first = false;
         wire_write_string(out, lua_tostring(L, -2));
         buf_add(out, ":", 1);
-        const char *why = encode(p, -1, out, depth + 1);
+        const char *why = encode(L, -1, out, empty_is_array, depth + 1);
         lua_pop(L, 1);
         if (why) {
             lua_pop(L, 1);
@@ -429,6 +491,10 @@ static const char *encode(policy *p, int index, buf *out, int depth) {
     }
     buf_add(out, "}", 1);
     return NULL;
+}
+
+const char *policy_encode_json(lua_State *L, int index, buf *out, bool empty_is_array) {
+    return encode(L, index, out, empty_is_array, 0);
 }
 
 typedef struct health_ctx {
@@ -441,7 +507,7 @@ static const char *check_health(policy *p, void *ctx) {
     if (!lua_istable(p->L, -1)) return "returned something other than a table";
     buf_free(&h->json);
     /* The instruction budget does not cover the encoding, but the memory cap bounds it. */
-    return encode(p, -1, &h->json, 0);
+    return policy_encode_json(p->L, -1, &h->json, false);
 }
 
 static void push_health(policy *p, void *ctx, int *nargs) {

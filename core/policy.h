@@ -47,4 +47,20 @@ void policy_health(policy *p, const health_info *info, buf *out);
 
 uint64_t policy_failures(const policy *p);
 
+/* ---- for Lua hosts (bindings/lua) ---------------------------------------------------------- */
+
+typedef struct lua_State lua_State;
+
+/* A policy whose hooks are the functions of the table at `hooks_index` in the host's state
+ * (missing ones: the default's), run on a thread of that state with the same budget, checks
+ * and fallback as a script's. The host's package.preload gains "clustershazbot.core" and
+ * "clustershazbot.policy" unless it has them. */
+policy *policy_new_hosted(lua_State *host, int hooks_index, char *err, size_t err_len);
+
+/* The loader of "clustershazbot.core" (array(), null), for a host's package.preload. */
+int policy_open_core(lua_State *L);
+
+/* Writes the Lua value at `index` as JSON (see policy.c for tables); NULL or why not. */
+const char *policy_encode_json(lua_State *L, int index, buf *out, bool empty_is_array);
+
 #endif
