@@ -388,10 +388,6 @@ static void on_shutdown_deadline(evutil_socket_t fd, short what, void *arg) {
 }
 
 int shazbot_shutdown(shazbot *node, void (*done)(void *), void *arg) {
-    if (node->state == NODE_CREATED) {
-        node->state = NODE_STOPPED;
-        return -1;
-    }
     if (node->state != NODE_RUNNING) return -1;
     node->state = NODE_STOPPING;
     node->shutdown_done = done;

@@ -75,7 +75,7 @@ int shazbot_start(shazbot *node);
  * called. Calling it again, or before start, does nothing and returns -1. */
 int shazbot_shutdown(shazbot *node, void (*done)(void *arg), void *arg);
 
-/* 1 once a shutdown has finished (or the node was never started and shut down), else 0. */
+/* 1 once a shutdown has finished, else 0. */
 int shazbot_is_stopped(const shazbot *node);
 /* 1 between shazbot_start and the end of shutdown. */
 int shazbot_is_running(const shazbot *node);
