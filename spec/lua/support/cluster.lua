@@ -172,12 +172,13 @@ function cluster.start_store(dir, port)
 end
 
 -- Environment of a node at `port` using `store`; `extra` overrides or adds variables.
-function cluster.node_env(port, store, extra)
+function cluster.node_env(port, store, extra, host)
+  host = host or "127.0.0.1"
   local env = {
     SHAZBOT_SECRET = cluster.secret,
     SHAZBOT_CONTROL_SECRET = cluster.control_secret,
-    SHAZBOT_BASE_URL = string.format("http://127.0.0.1:%d/", port),
-    SHAZBOT_LISTEN = string.format("127.0.0.1:%d", port),
+    SHAZBOT_BASE_URL = string.format("http://%s:%d/", host, port),
+    SHAZBOT_LISTEN = string.format("%s:%d", host, port),
     SHAZBOT_MASTER_LIST = store and store.url or "http://127.0.0.1:9/",
     SHAZBOT_MASTER_LIST_UPDATE = store and store.url or "http://127.0.0.1:9/",
     SHAZBOT_MASTER_LIST_UPDATE_AUTH = cluster.update_auth,
@@ -190,13 +191,15 @@ function cluster.node_env(port, store, extra)
   return env
 end
 
--- Starts a node and waits until it answers. Returns { proc, port, url }. `opts`: { port, dir,
--- wrapper, timeout (seconds to wait for the first answer, default 5) }.
+-- Starts a node and waits until it answers. Returns { proc, port, url }. `opts`: { host (a
+-- loopback address, default 127.0.0.1), port, dir, wrapper, timeout (seconds to wait for the
+-- first answer, default 5) }.
 function cluster.start_node(store, extra, opts)
   opts = opts or {}
+  local host = opts.host or "127.0.0.1"
   local port = opts.port or cluster.free_port()
-  local proc = cluster.spawn("serve", cluster.node_env(port, store, extra), opts.dir, opts.wrapper)
-  local node = { proc = proc, port = port, url = string.format("http://127.0.0.1:%d/", port) }
+  local proc = cluster.spawn("serve", cluster.node_env(port, store, extra, host), opts.dir, opts.wrapper)
+  local node = { proc = proc, port = port, url = string.format("http://%s:%d/", host, port) }
   cluster.wait_until(opts.timeout or 5, "node " .. node.url .. " to answer", function()
     if cluster.exit_status(proc) then error("node exited: " .. cluster.read_log(proc)) end
     return cluster.request("GET", node.url .. "clustershazbot/list") == 200
