@@ -264,7 +264,7 @@ static bool call_hook(policy *p, const char *name, push_args_fn push_args, check
     return false;
 }
 
-static void push_record(lua_State *L, const member *r) {
+void policy_push_record(lua_State *L, const member *r) {
     lua_createtable(L, 0, 3);
     lua_pushlstring(L, r->base_url, r->url_len);
     lua_setfield(L, -2, "baseUrl");
@@ -282,7 +282,7 @@ static void push_records(policy *p, membership *m, member_status s, bool with_se
     for (size_t i = 0; i < m->count; i++) {
         const member *r = m->members[i];
         if (r->status != s || (!with_self && r == m->self)) continue;
-        push_record(L, r);
+        policy_push_record(L, r);
         lua_rawseti(L, -2, ++n);
     }
     push_array_mt(L);
@@ -292,7 +292,7 @@ static void push_records(policy *p, membership *m, member_status s, bool with_se
 static void push_peers_and_self(policy *p, void *ctx, int *nargs) {
     membership *m = ctx;
     push_records(p, m, MEMBER_ONLINE, false);
-    push_record(p->L, m->self);
+    policy_push_record(p->L, m->self);
     *nargs = 2;
 }
 

@@ -57,6 +57,9 @@ typedef struct lua_State lua_State;
  * "clustershazbot.policy" unless it has them. */
 policy *policy_new_hosted(lua_State *host, int hooks_index, char *err, size_t err_len);
 
+/* Pushes a record as the hooks see it: { baseUrl =, monitor =, lastUpdate = }. */
+void policy_push_record(lua_State *L, const member *r);
+
 /* The loader of "clustershazbot.core" (array(), null), for a host's package.preload. */
 int policy_open_core(lua_State *L);
 

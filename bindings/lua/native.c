@@ -118,29 +118,23 @@ static int push_response(lua_State *L, shazbot_response *r) {
     return 2;
 }
 
-static int l_gossip_request(lua_State *L) {
+/* gossip and control: (auth, body) -> answer, status. */
+typedef void (*body_request_fn)(shazbot *, const char *, const char *, size_t, shazbot_response *);
+
+static int body_request(lua_State *L, body_request_fn request) {
     shazbot *node = check_node(L);
     const char *auth = luaL_optstring(L, 2, NULL);
     buf scratch = {0};
     size_t len;
     const char *body = body_arg(L, 3, &scratch, &len);
     shazbot_response r;
-    shazbot_gossip_request(node, auth, body, len, &r);
+    request(node, auth, body, len, &r);
     buf_free(&scratch);
     return push_response(L, &r);
 }
 
-static int l_control_request(lua_State *L) {
-    shazbot *node = check_node(L);
-    const char *auth = luaL_optstring(L, 2, NULL);
-    buf scratch = {0};
-    size_t len;
-    const char *body = body_arg(L, 3, &scratch, &len);
-    shazbot_response r;
-    shazbot_control_request(node, auth, body, len, &r);
-    buf_free(&scratch);
-    return push_response(L, &r);
-}
+static int l_gossip_request(lua_State *L) { return body_request(L, shazbot_gossip_request); }
+static int l_control_request(lua_State *L) { return body_request(L, shazbot_control_request); }
 
 static int l_list_request(lua_State *L) {
     shazbot_response r;
@@ -165,13 +159,7 @@ static int l_server_list(lua_State *L) {
         for (size_t i = 0; i < node->m->count; i++) {
             const member *r = node->m->members[i];
             if ((int)r->status != s) continue;
-            lua_createtable(L, 0, 3);
-            lua_pushlstring(L, r->base_url, r->url_len);
-            lua_setfield(L, -2, "baseUrl");
-            lua_pushboolean(L, r->monitor);
-            lua_setfield(L, -2, "monitor");
-            lua_pushinteger(L, r->last_update);
-            lua_setfield(L, -2, "lastUpdate");
+            policy_push_record(L, r);
             lua_rawseti(L, -2, ++n);
         }
         lua_setfield(L, -2, s == MEMBER_ONLINE ? "online" : "offline");

@@ -3,12 +3,7 @@
 
 local cluster = require "support.cluster"
 
-local function sh(cmd)
-  local p = io.popen(cmd .. " 2>&1; echo \"exit:$?\"")
-  local out = p:read("a")
-  p:close()
-  return tonumber(out:match("exit:(%d+)%s*$")), out
-end
+local sh = cluster.sh
 
 describe("a C host", function()
   teardown(function() cluster.cleanup() end)

@@ -13,11 +13,7 @@ local function run(args, env)
   for k, v in pairs(env or {}) do
     if v then assignments[#assignments + 1] = k .. "=" .. quote(v) end
   end
-  local p = io.popen(table.concat(assignments, " ") .. " timeout 30 " .. quote(cluster.bin) .. " " .. args .. " 2>&1; echo \"exit:$?\"")
-  local out = p:read("a")
-  p:close()
-  local status = tonumber(out:match("exit:(%d+)%s*$"))
-  return status, out:gsub("exit:%d+%s*$", "")
+  return cluster.sh(table.concat(assignments, " ") .. " timeout 30 " .. quote(cluster.bin) .. " " .. args)
 end
 
 describe("the command line", function()

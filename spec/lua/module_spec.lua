@@ -5,12 +5,7 @@ local cjson = require "cjson"
 
 local sanitized = os.getenv("SHAZBOT_SANITIZE") == "ON"
 
-local function sh(cmd)
-  local p = io.popen(cmd .. " 2>&1; echo \"exit:$?\"")
-  local out = p:read("a")
-  p:close()
-  return tonumber(out:match("exit:(%d+)%s*$")), out
-end
+local sh = cluster.sh
 
 -- Installs the build tree into a fresh prefix; returns the prefix and the Lua paths a host sets.
 local function install()
@@ -207,16 +202,7 @@ describe("the Lua module", function()
     local host = { url = env.SHAZBOT_BASE_URL }
     host.proc = cluster.spawn_program("lua5.4", os.getenv("SHAZBOT_SOURCE") .. "/examples/lua-host.lua", env)
     local all = { a, b, host }
-    cluster.wait_until(20, "the Lua host and the two nodes to converge", function()
-      for _, n in ipairs(all) do
-        local ok, view = pcall(cluster.view, n)
-        if not ok then return false end
-        for _, other in ipairs(all) do
-          if not view.online[other.url] then return false end
-        end
-      end
-      return true
-    end)
+    cluster.wait_until(20, "the Lua host and the two nodes to converge", function() return cluster.converged(all) end)
     cluster.signal(host.proc, "TERM")
     assert.are.equal(0, cluster.wait_exit(host.proc, 30))
     cluster.wait_until(5, "the nodes to list the Lua host offline", function()

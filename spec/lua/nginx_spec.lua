@@ -5,12 +5,7 @@
 local cluster = require "support.cluster"
 local cjson = require "cjson"
 
-local function sh(cmd)
-  local p = io.popen(cmd .. " 2>&1; echo \"exit:$?\"")
-  local out = p:read("a")
-  p:close()
-  return tonumber(out:match("exit:(%d+)%s*$")), out
-end
+local sh = cluster.sh
 
 local function read(path)
   local f = io.open(path)
@@ -60,16 +55,7 @@ describe("nginx with Lua", function()
     master = cluster.spawn_program("nginx", string.format("-p '%s' -c conf/nginx.conf -g 'daemon off;'", nginx_prefix), env, dir)
 
     local all = { a, b, node }
-    cluster.wait_until(20, "nginx's node and the two standalone nodes to converge", function()
-      for _, n in ipairs(all) do
-        local ok, view = pcall(cluster.view, n)
-        if not ok then return false end
-        for _, other in ipairs(all) do
-          if not view.online[other.url] then return false end
-        end
-      end
-      return true
-    end)
+    cluster.wait_until(20, "nginx's node and the two standalone nodes to converge", function() return cluster.converged(all) end)
 
     local _, workers = sh("pgrep -P " .. master.pid .. " -c")
     assert.are.equal(2, tonumber(workers:match("%d+")), "nginx runs 2 workers")

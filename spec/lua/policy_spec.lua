@@ -11,16 +11,6 @@ local function policy_failures(node)
   return happy.extensions.clustershazbot.policyFailures
 end
 
-local function converged(nodes)
-  for _, n in ipairs(nodes) do
-    local view = cluster.view(n)
-    for _, other in ipairs(nodes) do
-      if not view.online[other.url] then return false end
-    end
-  end
-  return true
-end
-
 describe("a node with a misbehaving policy", function()
   after_each(function() cluster.cleanup() end)
 
@@ -34,7 +24,7 @@ describe("a node with a misbehaving policy", function()
       local good = { cluster.start_node(store), cluster.start_node(store) }
       local bad = cluster.start_node(store, { SHAZBOT_POLICY = fixtures .. case[2] })
       local all = { good[1], good[2], bad }
-      cluster.wait_until(20, "the cluster to converge", function() return converged(all) end)
+      cluster.wait_until(20, "the cluster to converge", function() return cluster.converged(all) end)
       -- Gossip rounds go on: each one asks the broken hook again and counts another failure.
       local first = cluster.wait_until(10, "a policy failure to be counted", function()
         local n = policy_failures(bad)

@@ -10,12 +10,9 @@ describe("the rockspec", function()
     end
     local source = assert(os.getenv("SHAZBOT_SOURCE"))
     local tree = cluster.tempdir() .. "/rocks"
-    local p = io.popen(string.format(
-      "cd '%s' && luarocks --lua-version 5.4 --tree '%s' make clustershazbot-0.1.0-1.rockspec 2>&1; echo \"exit:$?\"",
-      source, tree))
-    local out = p:read("a")
-    p:close()
-    assert.truthy(out:find("exit:0", 1, true), out)
+    local status, out = cluster.sh(string.format(
+      "cd '%s' && luarocks --lua-version 5.4 --tree '%s' make clustershazbot-0.1.0-1.rockspec", source, tree))
+    assert.are.equal(0, status, out)
     local v = io.popen("'" .. tree .. "/bin/clustershazbot' version")
     assert.are.equal("clustershazbot 0.1.0", v:read("l"))
     v:close()

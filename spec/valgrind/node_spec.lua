@@ -18,15 +18,7 @@ describe("a node under valgrind", function()
                 "--errors-for-leak-kinds=definite,indirect --log-file=" .. vlog,
     })
     local all = { peers[1], peers[2], node }
-    cluster.wait_until(60, "the three nodes to converge", function()
-      for _, n in ipairs(all) do
-        local view = cluster.view(n)
-        for _, other in ipairs(all) do
-          if not view.online[other.url] then return false end
-        end
-      end
-      return true
-    end)
+    cluster.wait_until(60, "the three nodes to converge", function() return cluster.converged(all) end)
     local auth = { Authorization = cluster.secret }
     assert.are.equal(400, (cluster.request("POST", node.url .. "clustershazbot/gossip", "{not json", auth)))
     assert.are.equal(401, (cluster.request("POST", node.url .. "clustershazbot/gossip", "{}", {})))

@@ -38,12 +38,23 @@ function cluster.wait_until(timeout, what, fn)
   error(string.format("timed out after %.1f s waiting for %s (last: %s)", timeout, what, tostring(last)), 2)
 end
 
--- A port nobody listens on right now.
+-- A port nobody listens on right now, below the kernel's ephemeral range: a port from that
+-- range (what binding to port 0 gives) can be taken by any outgoing connection, a node's
+-- included, before the process meant to listen on it has started.
+local handed_out = {}
 function cluster.free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
+  for _ = 1, 1000 do
+    local port = math.random(20000, 32000)
+    if not handed_out[port] then
+      local s = socket.bind("127.0.0.1", port)
+      if s then
+        s:close()
+        handed_out[port] = true
+        return port
+      end
+    end
+  end
+  error("no free port found between 20000 and 32000")
 end
 
 function cluster.tempdir()
@@ -154,6 +165,14 @@ function cluster.json(method, url, body, headers)
   return status, ok and decoded or text, text
 end
 
+-- Runs a shell command; returns its exit status and everything it printed.
+function cluster.sh(cmd)
+  local p = io.popen(cmd .. " 2>&1; echo \"exit:$?\"")
+  local out = p:read("a")
+  p:close()
+  return tonumber(out:match("exit:(%d+)%s*$")), (out:gsub("exit:%d+%s*$", ""))
+end
+
 -- A store and node configuration ----------------------------------------------------------
 
 -- Starts a master-list store keeping its list in `dir`/master-list.json, on `port` if given
@@ -220,6 +239,18 @@ end
 
 -- A gossip message as JSON text (lua-cjson would write an empty list as {}). `extra`: more
 -- top-level members, as JSON text.
+-- True when every node in `nodes` answers and lists every one of them online.
+function cluster.converged(nodes)
+  for _, n in ipairs(nodes) do
+    local ok, view = pcall(cluster.view, n)
+    if not ok then return false end
+    for _, other in ipairs(nodes) do
+      if not view.online[other.url] then return false end
+    end
+  end
+  return true
+end
+
 function cluster.gossip_body(online, offline, extra)
   local function list(records)
     local parts = {}
