@@ -179,6 +179,9 @@ describe("the Lua module", function()
       print("list", select(2, shazbot.list_request()))
       print("control", select(2, shazbot.control_request("control-secret", { message = "control", online = true })))
       print("servers", #shazbot.server_list().online)
+      print("happy", select(2, shazbot.happy_request(nil, true)))
+      print("step", shazbot.step(0.01))
+      print("listen", shazbot.listen("127.0.0.1", ]] .. port .. [[))
       shazbot.shutdown()
       print("second shutdown", pcall(shazbot.shutdown))
     ]]
@@ -189,6 +192,9 @@ describe("the Lua module", function()
     assert.truthy(out:find("list\t200", 1, true), out)
     assert.truthy(out:find("control\t200", 1, true), out)
     assert.truthy(out:find("servers\t1", 1, true), out)
+    assert.truthy(out:find("happy\t200", 1, true), out)
+    assert.truthy(out:find("step\ttrue", 1, true), out)
+    assert.truthy(out:find("listen\ttrue", 1, true), out)
     assert.truthy(out:find("second shutdown\tfalse", 1, true), out)
   end)
 
@@ -196,7 +202,9 @@ describe("the Lua module", function()
     local store = cluster.start_store()
     local a, b = cluster.start_node(store), cluster.start_node(store)
     local port = cluster.free_port()
-    local env = cluster.node_env(port, store)
+    -- With an example policy: every node here is in the same zone (127.0.0.x), so the
+    -- zone-aware choices must still reach everyone.
+    local env = cluster.node_env(port, store, { SHAZBOT_POLICY = os.getenv("SHAZBOT_SOURCE") .. "/examples/policies/zone_aware.lua" })
     env.LUA_PATH = lua_path .. ";"
     env.LUA_CPATH = lua_cpath .. ";"
     local host = { url = env.SHAZBOT_BASE_URL }

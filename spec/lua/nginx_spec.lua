@@ -46,11 +46,39 @@ describe("nginx with Lua", function()
       :gsub("@LUA_PATH@", prefix .. "/share/lua/5.1/?.lua;" .. source .. "/examples/nginx/?.lua")
       :gsub("@LIBRARY@", prefix .. "/lib/libclustershazbot.so")
       :gsub("access_log off;", "log_format worker '$pid $uri'; access_log logs/access.log worker;")
+      :gsub("location / {", [[location = /misuse {
+            content_by_lua_block {
+                -- A second node, misused in every way: each must give an error, none a crash.
+                local shazbot = require "clustershazbot.ffi"
+                local library = "]] .. prefix .. [[/lib/libclustershazbot.so"
+                local opts = { secret = "s", control_secret = "c", base_url = "http://127.0.0.1:1/",
+                               master_list = "http://127.0.0.1:9/", master_list_update = "http://127.0.0.1:9/",
+                               master_list_update_auth = "u" }
+                local n = shazbot.new(opts, library)
+                local lines = {}
+                local function try(name, f) lines[#lines + 1] = name .. " " .. tostring(pcall(f)) end
+                try("bad option", function() shazbot.new({ secret = {} }, library) end)
+                local _, before = n:gossip_request("s", '{"message":"gossip","online":[]}')
+                lines[#lines + 1] = "before start " .. before
+                try("shutdown before start", function() n:shutdown() end)
+                try("start", function() n:start() end)
+                try("start again", function() n:start() end)
+                try("shutdown", function() n:shutdown() end)
+                try("shutdown again", function() n:shutdown() end)
+                n:close()
+                n:close()
+                try("after close", function() n:list_request() end)
+                ngx.say(table.concat(lines, "\n"))
+            }
+        }
+
+        location / {]])
     local f = assert(io.open(nginx_prefix .. "/conf/nginx.conf", "w"))
     f:write("user root;\n", conf) -- the test runs as root and its files are root's
     f:close()
 
-    local env = cluster.node_env(nginx_port, store, { SHAZBOT_LISTEN = "127.0.0.1:" .. engine_port })
+    local env = cluster.node_env(nginx_port, store, { SHAZBOT_LISTEN = "127.0.0.1:" .. engine_port,
+      SHAZBOT_POLICY = source .. "/examples/policies/health_extension.lua" })
     local node = { url = env.SHAZBOT_BASE_URL, port = nginx_port }
     master = cluster.spawn_program("nginx", string.format("-p '%s' -c conf/nginx.conf -g 'daemon off;'", nginx_prefix), env, dir)
 
@@ -69,12 +97,21 @@ describe("nginx with Lua", function()
       local urls = {}
       for _, r in ipairs(entry.cluster.online) do urls[r.baseUrl] = true end
       assert.is_true(urls[a.url] and urls[b.url] and urls[node.url])
+      assert.are.equal(3, happy.extensions.example.onlineCount) -- the example health extension
     end
     local pids = {}
     for pid in read(nginx_prefix .. "/logs/access.log"):gmatch("(%d+) /") do pids[pid] = true end
     local served_by = 0
     for _ in pairs(pids) do served_by = served_by + 1 end
     print(string.format("# requests were served by %d worker(s)", served_by))
+
+    local status_misuse, misuse = cluster.request("GET", node.url .. "misuse")
+    assert.are.equal(200, status_misuse, misuse)
+    for _, expected in ipairs({ "bad option false", "before start 503", "shutdown before start false",
+                                "start true", "start again false", "shutdown true", "shutdown again false",
+                                "after close false" }) do
+      assert.truthy(misuse:find(expected, 1, true), misuse)
+    end
 
     -- Gossip through nginx (a peer's view of it) works like a standalone node's.
     local status, answer = cluster.json("POST", node.url .. "clustershazbot/gossip",
