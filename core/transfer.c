@@ -19,7 +19,6 @@ struct transfer_pool {
     CURLM *multi;
     struct event *timer;
     size_t max_response;
-    size_t active;
     struct job *jobs; /* under way, so that freeing the pool can cancel them */
 };
 
@@ -78,7 +77,6 @@ static void check_finished(transfer_pool *pool) {
         r.body = j->response.data ? j->response.data : "";
         r.body_len = j->response.len;
         r.etag = j->etag;
-        pool->active--;
         /* The callback may start new transfers; the finished one is still in the multi
          * handle until job_free, which curl allows. */
         j->done(j->arg, &r);
@@ -250,11 +248,9 @@ bool transfer_start(transfer_pool *pool, const transfer_request *req, transfer_d
     j->next = pool->jobs;
     if (pool->jobs) pool->jobs->prev = j;
     pool->jobs = j;
-    pool->active++;
     return true;
 fail:
     job_free(j);
     return false;
 }
 
-size_t transfer_active(const transfer_pool *pool) { return pool->active; }

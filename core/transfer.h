@@ -42,7 +42,4 @@ void transfer_pool_free(transfer_pool *pool);
 bool transfer_start(transfer_pool *pool, const transfer_request *req, transfer_done_fn done,
                     void *arg);
 
-/* Requests under way. */
-size_t transfer_active(const transfer_pool *pool);
-
 #endif
