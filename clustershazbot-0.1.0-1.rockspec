@@ -28,5 +28,8 @@ build = {
     SHAZBOT_BENCH = "OFF",
     SHAZBOT_VERSIONED_SONAME = "OFF",
     CMAKE_INSTALL_LIBDIR = "lib",
+    -- LuaRocks moves the prefix's lib/ to the tree's C module folder and lua/ to its Lua one.
+    SHAZBOT_LUA_CMOD_DIR = "lib",
+    SHAZBOT_LUA_MOD_DIR = "lua",
   },
 }
