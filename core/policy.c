@@ -418,6 +418,10 @@ static void push_health_info(policy *p, void *ctx, int *nargs) {
     *nargs = 1;
 }
 
+static int compare_keys(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 /* Lua value -> JSON. Tables marked with array() or holding 1..n are arrays (and empty ones
  * when `empty_is_array`), other tables objects with string keys. Returns NULL, or why the
  * value cannot be written. */
@@ -470,27 +474,41 @@ static const char *encode(lua_State *L, int index, buf *out, bool empty_is_array
         buf_add(out, "]", 1);
         return NULL;
     }
-    buf_add(out, "{", 1);
-    bool first = true;
+    /* Keys in sorted order, so that the same payload always reads the same. The key strings
+     * stay alive: the table holds them. */
+    size_t count = 0, capacity = 16;
+    const char **keys = malloc(capacity * sizeof *keys);
+    if (!keys) return "could not be written: out of memory";
     lua_pushnil(L);
     while (lua_next(L, index)) {
-        if (lua_type(L, -2) != LUA_TSTRING) {
-            lua_pop(L, 2);
-            return "holds a table with keys that are not strings";
-        }
-        if (!first) buf_add(out, ",", 1);
-        first = false;
-        wire_write_string(out, lua_tostring(L, -2));
-        buf_add(out, ":", 1);
-        const char *why = encode(L, -1, out, empty_is_array, depth + 1);
         lua_pop(L, 1);
-        if (why) {
-            lua_pop(L, 1);
-            return why;
+        const char *problem = lua_type(L, -1) != LUA_TSTRING ? "holds a table with keys that are not strings" : NULL;
+        if (!problem && count == capacity) {
+            const char **grown = realloc(keys, (capacity *= 2) * sizeof *keys);
+            if (grown) keys = grown;
+            else problem = "could not be written: out of memory";
         }
+        if (problem) {
+            lua_pop(L, 1);
+            free(keys);
+            return problem;
+        }
+        keys[count++] = lua_tostring(L, -1);
     }
+    qsort(keys, count, sizeof *keys, compare_keys);
+    buf_add(out, "{", 1);
+    const char *why = NULL;
+    for (size_t i = 0; i < count && !why; i++) {
+        if (i) buf_add(out, ",", 1);
+        wire_write_string(out, keys[i]);
+        buf_add(out, ":", 1);
+        lua_getfield(L, index, keys[i]);
+        why = encode(L, -1, out, empty_is_array, depth + 1);
+        lua_pop(L, 1);
+    }
+    free(keys);
     buf_add(out, "}", 1);
-    return NULL;
+    return why;
 }
 
 const char *policy_encode_json(lua_State *L, int index, buf *out, bool empty_is_array) {
