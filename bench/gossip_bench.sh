@@ -19,7 +19,16 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-free_port() { lua5.4 -e 'local s = require"socket".bind("127.0.0.1", 0); local _, p = s:getsockname(); print(p); s:close()'; }
+# A free port below the kernel's ephemeral range, which outgoing connections draw from.
+free_port() {
+  lua5.4 -e 'local socket = require "socket"
+    for _ = 1, 1000 do
+      local p = math.random(20000, 32000)
+      local s = socket.bind("127.0.0.1", p)
+      if s then s:close(); print(p); return end
+    end
+    error("no free port")'
+}
 wait_up() { for _ in $(seq 100); do curl -sf "$1" >/dev/null && return 0; sleep 0.05; done; echo "no answer from $1" >&2; exit 1; }
 
 store_port=$(free_port)
