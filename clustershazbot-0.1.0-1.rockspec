@@ -1,5 +1,7 @@
--- Builds and installs clustershazbot (library, program, header, pkg-config file, Lua files)
--- with its own CMake build: `luarocks make` in the source tree, no download needed.
+-- Builds and installs clustershazbot (the program, the library, the Lua module) with its own
+-- CMake build: `luarocks make` in the source tree, no download needed. A C host builds against
+-- a `cmake --install` instead: LuaRocks moves lib/ under its own tree, where a pkg-config file
+-- would point at nothing, so the rock has none.
 rockspec_format = "3.0"
 package = "clustershazbot"
 version = "0.1.0-1"
@@ -27,6 +29,7 @@ build = {
     BUILD_TESTING = "OFF",
     SHAZBOT_BENCH = "OFF",
     SHAZBOT_VERSIONED_SONAME = "OFF",
+    SHAZBOT_INSTALL_PKGCONFIG = "OFF",
     CMAKE_INSTALL_LIBDIR = "lib",
     -- LuaRocks moves the prefix's lib/ to the tree's C module folder and lua/ to its Lua one.
     SHAZBOT_LUA_CMOD_DIR = "lib",

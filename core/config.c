@@ -104,19 +104,27 @@ static bool parse_number(const char *value, double *out) {
     return true;
 }
 
-/* "host:port", "[v6]:port" or ":port". */
+/* "host:port", "[v6]:port" or ":port". The port is digits only: strtol alone also took " 80"
+ * and "+80". A host with a ':' must be bracketed and brackets must pair, so that "::1:8080" or
+ * "[::1:8080" is refused with the value named instead of being read one way or the other and
+ * failing later at bind time. */
 static bool parse_listen(const char *value, char **host, int *port) {
     const char *colon = strrchr(value, ':');
     if (!colon) return false;
-    char *end;
-    long p = strtol(colon + 1, &end, 10);
-    if (colon[1] == '\0' || *end != '\0' || p < 0 || p > 65535) return false;
+    size_t digits = strspn(colon + 1, "0123456789");
+    if (digits == 0 || digits > 5 || colon[1 + digits] != '\0') return false;
+    long p = strtol(colon + 1, NULL, 10);
+    if (p > 65535) return false;
     const char *h = value;
     size_t hlen = (size_t)(colon - value);
-    if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']') {
+    bool bracketed = hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']';
+    if (bracketed) {
         h++;
         hlen -= 2;
+        if (hlen == 0) return false; /* "[]:80" names no host */
     }
+    for (size_t i = 0; i < hlen; i++)
+        if (h[i] == '[' || h[i] == ']' || (h[i] == ':' && !bracketed)) return false;
     *host = hlen ? strndup(h, hlen) : NULL;
     *port = (int)p;
     return true;
@@ -207,14 +215,23 @@ int config_url_port(const char *url) {
     if (!host) return 0;
     host += 3;
     const char *end = host + strcspn(host, "/");
+    /* "user:pw@" is not part of the host, and its ':' is no port. */
+    for (const char *c = host; c < end; c++)
+        if (*c == '@') host = c + 1;
     const char *colon = NULL;
     /* The last ':' in the authority that is not inside an IPv6 literal. */
     for (const char *c = host; c < end; c++) {
         if (*c == ']') colon = NULL;
         else if (*c == ':') colon = c;
     }
-    if (colon) {
-        long p = strtol(colon + 1, NULL, 10);
+    /* An empty port ("http://a:/") is the scheme's (RFC 3986, 3.2.3). Otherwise digits only:
+     * strtol alone read "80x" and " 80" as 80. */
+    if (colon && colon + 1 < end) {
+        long p = 0;
+        for (const char *c = colon + 1; c < end; c++) {
+            if (*c < '0' || *c > '9' || p > 65535) return 0;
+            p = p * 10 + (*c - '0');
+        }
         return p > 0 && p <= 65535 ? (int)p : 0;
     }
     return strncmp(url, "https", 5) == 0 ? 443 : 80;

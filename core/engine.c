@@ -36,7 +36,14 @@ int64_t engine_now_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The longest a timer is armed for. Delays come from the configuration (any finite number
+ * of seconds) and, through the policy's fallbacks, may be huge: converting 1e300 to time_t is
+ * undefined, and on x86-64 gave a negative timeout, so the timer fired at once, for ever. */
+#define ARM_MAX_SECONDS (30.0 * 86400)
+
 static void arm(struct event *ev, double seconds) {
+    if (!(seconds > 0)) seconds = 0;
+    if (seconds > ARM_MAX_SECONDS) seconds = ARM_MAX_SECONDS;
     struct timeval tv = {(time_t)seconds, (suseconds_t)((seconds - (double)(time_t)seconds) * 1e6)};
     evtimer_add(ev, &tv);
 }

@@ -37,6 +37,13 @@ static void reply(shazbot *node, struct evhttp_request *req, int status, buf *b)
     struct evbuffer *body = evbuffer_new();
     size_t len;
     char *data = buf_take(b, &len);
+    /* An answer to HEAD has no body, and evhttp writes whatever it is given without a
+     * Content-Length: on a kept-alive connection those bytes would be read as the start of
+     * the next answer. */
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+        free(data);
+        data = NULL;
+    }
     if (body && data) evbuffer_add_reference(body, data, len, free_body, NULL);
     else free(data);
     static const char *reasons[] = {[200] = "OK", [400] = "Bad Request", [401] = "Unauthorized",

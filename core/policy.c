@@ -3,7 +3,8 @@
  * Budgets: a count hook fires every HOOK_STEP VM instructions and raises an error once a call
  * has used HOOK_BUDGET; the allocator refuses to grow the state beyond MEMORY_CAP. Both turn a
  * runaway hook into an ordinary Lua error, caught by the protected call, after which the
- * default hook decides. */
+ * default hook decides. Once over budget the count hook fires at every instruction, so that a
+ * hook catching the error with pcall is stopped at its next instruction outside the pcall. */
 #include "policy.h"
 
 #include "log.h"
@@ -33,12 +34,19 @@ struct policy {
     int default_ref; /* the default policy table */
     int user_ref;    /* the user's table, or LUA_NOREF */
     long instructions; /* used by the call under way */
+    int calls;       /* hook calls under way (a host's hook may call into its node again) */
     uint64_t failures;
 };
 
 /* The registry key of the metatable that marks tables as JSON arrays: one per Lua state,
  * shared by every node in it. */
 static const char array_mt_key = 0;
+
+/* The registry key of the policy whose hook call is under way in a state (light userdata).
+ * The budget hook finds the policy to charge there rather than on the running thread: a
+ * coroutine that a hook creates inherits the hook but not our thread, and in a host's state
+ * (policy_new_hosted) its extra space is the host's. */
+static const char running_policy_key = 0;
 
 static void push_array_mt(lua_State *L) {
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &array_mt_key) == LUA_TTABLE) return;
@@ -62,15 +70,57 @@ static void *capped_alloc(void *ud, void *ptr, size_t old_size, size_t new_size)
     return n;
 }
 
-/* Each thread that runs hooks carries its policy in the thread's extra space; threads that a
- * hook creates inherit it (and the budget hook) from the main thread of our own state. */
-static policy *policy_of(lua_State *L) { return *(policy **)lua_getextraspace(L); }
+static policy *running_policy(lua_State *L) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &running_policy_key);
+    policy *p = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return p;
+}
 
 static void budget_hook(lua_State *L, lua_Debug *ar) {
     (void)ar;
-    policy *p = policy_of(L);
+    policy *p = running_policy(L);
+    if (!p) {
+        /* A coroutine made by a hook, resumed by the host after the call: not ours to stop. */
+        lua_sethook(L, NULL, 0, 0);
+        return;
+    }
     p->instructions += HOOK_STEP;
-    if (p->instructions > HOOK_BUDGET) luaL_error(L, "instruction budget of %d exceeded", HOOK_BUDGET);
+    if (p->instructions > HOOK_BUDGET) {
+        lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+        luaL_error(L, "instruction budget of %d exceeded", HOOK_BUDGET);
+    }
+}
+
+/* What a budgeted call replaces, put back when it ends: calls nest when a host's hook calls
+ * into its node (node:happy_request() runs the health hook), and a host may have a debug hook
+ * of its own on the thread. */
+typedef struct budget_scope {
+    void *outer_policy;
+    lua_Hook outer_hook;
+    int outer_mask, outer_count;
+    long outer_instructions;
+} budget_scope;
+
+static void budget_begin(policy *p, budget_scope *scope) {
+    lua_State *L = p->L;
+    *scope = (budget_scope){running_policy(L), lua_gethook(L), lua_gethookmask(L),
+                            lua_gethookcount(L), p->instructions};
+    lua_pushlightuserdata(L, p);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &running_policy_key);
+    p->instructions = 0;
+    p->calls++;
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_STEP);
+}
+
+static void budget_end(policy *p, const budget_scope *scope) {
+    lua_State *L = p->L;
+    lua_sethook(L, scope->outer_hook, scope->outer_mask, scope->outer_count);
+    p->calls--;
+    p->instructions += scope->outer_instructions; /* an outer call of ours paid for this one */
+    if (scope->outer_policy) lua_pushlightuserdata(L, scope->outer_policy);
+    else lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &running_policy_key);
 }
 
 /* clustershazbot.core: what policies need from the engine to build JSON. */
@@ -147,17 +197,16 @@ policy *policy_new(const char *script, char *err, size_t err_len) {
         return NULL;
     }
     lua_State *L = p->L;
-    *(policy **)lua_getextraspace(L) = p;
     luaL_openlibs(L);
     if (!load_default(p, err, err_len)) goto fail;
     if (script) {
         /* The script's own top level runs under the same budget as a hook: a script that
          * never returns must not stop the node from starting, it must fail to load. */
-        p->instructions = 0;
-        lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_STEP);
+        budget_scope scope;
+        budget_begin(p, &scope);
         int rc = luaL_loadfile(L, script);
         if (rc == LUA_OK) rc = lua_pcall(L, 0, 1, 0);
-        lua_sethook(L, NULL, 0, 0);
+        budget_end(p, &scope);
         if (rc != LUA_OK) {
             snprintf(err, err_len, "SHAZBOT_POLICY: \"%s\": %s", script, lua_tostring(L, -1));
             goto fail;
@@ -186,7 +235,6 @@ policy *policy_new_hosted(lua_State *host, int hooks_index, char *err, size_t er
      * running when the engine calls a hook. */
     p->L = lua_newthread(host);
     p->thread_ref = luaL_ref(host, LUA_REGISTRYINDEX);
-    *(policy **)lua_getextraspace(p->L) = p;
     lua_pushvalue(host, hooks_index);
     p->user_ref = luaL_ref(host, LUA_REGISTRYINDEX);
     if (!load_default(p, err, err_len)) {
@@ -211,25 +259,18 @@ void policy_free(policy *p) {
 
 uint64_t policy_failures(const policy *p) { return p->failures; }
 
-/* ---- calling hooks ------------------------------------------------------------------------ */
+bool policy_in_call(const policy *p) { return p->calls > 0; }
 
-/* Pushes hook `name` of the user table (user = true) or of the default table; false if the
- * table has no such function. */
-static bool push_hook(policy *p, const char *name, bool user) {
-    int ref = user ? p->user_ref : p->default_ref;
-    if (ref == LUA_NOREF) return false;
-    lua_rawgeti(p->L, LUA_REGISTRYINDEX, ref);
-    lua_getfield(p->L, -1, name);
-    lua_remove(p->L, -2);
-    if (lua_isfunction(p->L, -1)) return true;
-    lua_pop(p->L, 1);
-    return false;
-}
+/* ---- calling hooks ------------------------------------------------------------------------ */
 
 static void count_failure(policy *p, const char *name, bool user, const char *why) {
     p->failures++;
     log_warn("policy hook %s (%s) failed: %s; the default decides this time", name,
-             user ? "user script" : "default", why);
+             user ? (p->hosted ? "host's function" : "user script") : "default", why);
+}
+
+static const char *error_message(lua_State *L) {
+    return lua_isstring(L, -1) ? lua_tostring(L, -1) : "error object is not a string";
 }
 
 /* Calls hook `name`, whose arguments `push_args` pushes, with the budget, leaving its one
@@ -239,26 +280,51 @@ static void count_failure(policy *p, const char *name, bool user, const char *wh
 typedef void (*push_args_fn)(policy *p, void *ctx, int *nargs);
 typedef const char *(*check_fn)(policy *p, void *ctx);
 
+typedef struct hook_call {
+    policy *p;
+    const char *name;
+    int table_ref;
+    push_args_fn push_args;
+    check_fn check;
+    void *ctx;
+    bool missing;    /* the table has no such function */
+    const char *why; /* what check found wrong, or NULL */
+} hook_call;
+
+/* Everything that may raise a Lua error happens in this protected function: the lookup (a
+ * policy table's __index may be a function), the arguments (they allocate, and our own
+ * state is capped), the call, and the check of the answer. */
+static int run_hook(lua_State *L) {
+    hook_call *c = lua_touserdata(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->table_ref);
+    lua_getfield(L, -1, c->name);
+    if (!lua_isfunction(L, -1)) {
+        c->missing = true;
+        return 0;
+    }
+    int nargs = 0;
+    c->push_args(c->p, c->ctx, &nargs);
+    lua_call(L, nargs, 1);
+    c->why = c->check(c->p, c->ctx);
+    return 1;
+}
+
 static bool call_hook(policy *p, const char *name, push_args_fn push_args, check_fn check,
                       void *ctx) {
     lua_State *L = p->L;
     for (int attempt = 0; attempt < 2; attempt++) {
         bool user = attempt == 0;
-        if (!push_hook(p, name, user)) continue;
-        int nargs = 0;
-        push_args(p, ctx, &nargs);
-        p->instructions = 0;
-        lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_STEP);
-        int rc = lua_pcall(L, nargs, 1, 0);
-        lua_sethook(L, NULL, 0, 0);
-        if (rc != LUA_OK) {
-            count_failure(p, name, user, lua_isstring(L, -1) ? lua_tostring(L, -1) : "error object is not a string");
-            lua_pop(L, 1);
-            continue;
-        }
-        const char *why = check(p, ctx);
-        if (!why) return true;
-        count_failure(p, name, user, why);
+        hook_call c = {p, name, user ? p->user_ref : p->default_ref, push_args, check, ctx, false, NULL};
+        if (c.table_ref == LUA_NOREF) continue;
+        lua_pushcfunction(L, run_hook);
+        lua_pushlightuserdata(L, &c);
+        budget_scope scope;
+        budget_begin(p, &scope);
+        int rc = lua_pcall(L, 1, 1, 0);
+        budget_end(p, &scope);
+        if (rc == LUA_OK && !c.missing && !c.why) return true;
+        if (rc != LUA_OK) count_failure(p, name, user, error_message(L));
+        else if (!c.missing) count_failure(p, name, user, c.why);
         lua_pop(L, 1);
     }
     return false;
@@ -320,7 +386,7 @@ const member *policy_gossip_target(policy *p, membership *m) {
 static const char *check_target_list(policy *p, void *ctx) {
     lua_State *L = p->L;
     if (!lua_istable(L, -1)) return "returned something other than a list of baseUrls";
-    lua_Integer n = luaL_len(L, -1);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
     for (lua_Integer i = 1; i <= n; i++) {
         lua_rawgeti(L, -1, i);
         bool ok = lua_type(L, -1) == LUA_TSTRING && online_peer(ctx, L, -1);
@@ -335,7 +401,7 @@ size_t policy_targets(policy *p, membership *m, targets_kind kind, const member 
     if (!call_hook(p, name, push_peers_and_self, check_target_list, m)) return 0;
     lua_State *L = p->L;
     size_t count = 0;
-    lua_Integer n = luaL_len(L, -1);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
     for (lua_Integer i = 1; i <= n && count < m->count; i++) {
         lua_rawgeti(L, -1, i);
         const member *r = online_peer(m, L, -1);
@@ -449,6 +515,8 @@ static const char *encode(lua_State *L, int index, buf *out, bool empty_is_array
     default:
         return "holds a value that JSON cannot represent";
     }
+    /* Each level holds a few values on the stack, which a C function must reserve. */
+    if (!lua_checkstack(L, 4)) return "could not be written: out of memory";
     lua_Integer n = (lua_Integer)lua_rawlen(L, index);
     bool marked = false;
     if (lua_getmetatable(L, index)) {

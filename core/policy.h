@@ -47,6 +47,10 @@ void policy_health(policy *p, const health_info *info, buf *out);
 
 uint64_t policy_failures(const policy *p);
 
+/* True while one of the policy's hooks runs: a host's hook must not step, shut down or free
+ * the node that called it. */
+bool policy_in_call(const policy *p);
+
 /* ---- for Lua hosts (bindings/lua) ---------------------------------------------------------- */
 
 typedef struct lua_State lua_State;

@@ -178,10 +178,13 @@ static int on_map_key(void *ctx, const unsigned char *key, size_t len) {
     if (p->skip_depth > 0) return 1;
 #define KEY_IS(s) (len == sizeof(s) - 1 && memcmp(key, s, len) == 0)
     if (p->depth == 1) {
+        /* A control message has no offline list: there "offline" is an unknown key, skipped
+         * like any other (it used to be refused as "offline: expected an array, found an
+         * array"). */
         p->top = KEY_IS("message") ? TOP_MESSAGE
                  : KEY_IS("online") ? TOP_ONLINE
-                 : KEY_IS("offline") ? TOP_OFFLINE
-                                     : TOP_OTHER;
+                 : KEY_IS("offline") && p->kind != WIRE_CONTROL ? TOP_OFFLINE
+                                                                : TOP_OTHER;
     } else if (p->depth == 3) {
         p->field = KEY_IS("baseUrl") ? FIELD_BASE_URL
                    : KEY_IS("monitor") ? FIELD_MONITOR

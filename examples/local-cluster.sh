@@ -18,26 +18,35 @@ base_port=${BASE_PORT:-7400}
 work=$(mktemp -d)
 pids=()
 
+# The store and the nodes run in sessions of their own (setsid): Ctrl-C in the terminal then
+# reaches this script only, which sends each node one SIGTERM and lets it say goodbye. Were
+# they in the terminal's process group, they would get the SIGINT too, and the SIGTERM after
+# it would be a second signal: stop at once, without goodbyes. A second Ctrl-C is passed on
+# as exactly that, for whoever does not want to wait.
 stop() {
-  trap - INT TERM EXIT
+  trap - TERM EXIT
+  trap 'echo " (stopping at once)"; kill -TERM "${pids[@]:1}" 2>/dev/null || true' INT
   echo
   echo "stopping: the nodes leave the cluster..."
   for pid in "${pids[@]:1}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]:1}"; do wait "$pid" 2>/dev/null || true; done
   kill -TERM "${pids[0]}" 2>/dev/null || true
   wait "${pids[0]}" 2>/dev/null || true
+  trap - INT
   echo "stopped; logs and the master list were in $work"
 }
-trap stop INT TERM EXIT
+trap 'stop; exit 130' INT
+trap 'stop; exit 143' TERM
+trap stop EXIT
 
 store_url="http://127.0.0.1:$base_port/"
-"$bin" store --listen "127.0.0.1:$base_port" --file "$work/master-list.json" --auth local-update \
+setsid "$bin" store --listen "127.0.0.1:$base_port" --file "$work/master-list.json" --auth local-update \
   2>"$work/store.log" &
 pids+=($!)
 
 for i in 1 2 3; do
   port=$((base_port + i))
-  env SHAZBOT_SECRET=local-gossip SHAZBOT_CONTROL_SECRET=local-control \
+  setsid env SHAZBOT_SECRET=local-gossip SHAZBOT_CONTROL_SECRET=local-control \
       SHAZBOT_BASE_URL="http://127.0.0.1:$port/" SHAZBOT_LISTEN="127.0.0.1:$port" \
       SHAZBOT_MASTER_LIST="$store_url" SHAZBOT_MASTER_LIST_UPDATE="$store_url" \
       SHAZBOT_MASTER_LIST_UPDATE_AUTH=local-update \

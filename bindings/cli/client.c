@@ -16,6 +16,8 @@
 #include "buf.h"
 
 #define CLIENT_TIMEOUT_MS 10000L
+/* A node's whole list at 10,000 records is about 1 MB; anything far larger is not a node. */
+#define CLIENT_MAX_ANSWER (64u << 20)
 
 static const char *const members_usage =
     "usage: clustershazbot members [--url URL] [--control-secret S] [--json]\n"
@@ -24,7 +26,7 @@ static const char *const members_usage =
     "update, and a summary line. --json prints the list as the node sends it.\n"
     "Defaults: --url from SHAZBOT_BASE_URL, --control-secret from SHAZBOT_CONTROL_SECRET\n"
     "(without it only online members are shown).\n"
-    "Exit status: 0 success, 1 the node could not be asked, 2 bad usage.\n";
+    "Exit status: 0 success, 1 the node could not be asked or refused the secret, 2 bad usage.\n";
 
 static const char *const control_usage =
     "usage: clustershazbot control online|offline [--url URL] [--control-secret S]\n"
@@ -41,30 +43,40 @@ static const char *const health_usage =
     "set and not \"none\".\n"
     "Exit status: 0 success, 1 the node refused or could not be reached, 2 bad usage.\n";
 
+/* What a subcommand accepts besides --help. */
+enum {
+    TAKES_URL = 1 << 0,
+    TAKES_CONTROL_SECRET = 1 << 1,
+    TAKES_JSON = 1 << 2,
+    TAKES_QUICK = 1 << 3,
+    TAKES_ACTION = 1 << 4, /* one word that is not an option: control's online|offline */
+};
+
 typedef struct options {
     const char *url, *secret, *action;
     bool json, quick;
 } options;
 
-/* Parses the shared options; returns false (after printing why) on bad usage. `allowed`
- * lists the flags this subcommand takes. */
-static bool parse_options(int argc, char **argv, const char *allowed, const char *usage, options *o) {
+/* Parses argv[1..] into `o`; returns false (after printing why and the usage) on bad usage. */
+static bool parse_options(int argc, char **argv, unsigned accepted, const char *usage, options *o) {
     o->url = getenv("SHAZBOT_BASE_URL");
     o->secret = getenv("SHAZBOT_CONTROL_SECRET");
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        bool known = strstr(allowed, a) != NULL && a[0] == '-';
-        if (known && (strcmp(a, "--url") == 0 || strcmp(a, "--control-secret") == 0)) {
+        const char **value = (accepted & TAKES_URL) && strcmp(a, "--url") == 0 ? &o->url
+                             : (accepted & TAKES_CONTROL_SECRET) && strcmp(a, "--control-secret") == 0 ? &o->secret
+                                                                                                        : NULL;
+        if (value) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "clustershazbot %s: missing value after %s\n%s", argv[0], a, usage);
                 return false;
             }
-            *(strcmp(a, "--url") == 0 ? &o->url : &o->secret) = argv[++i];
-        } else if (known && strcmp(a, "--json") == 0) {
+            *value = argv[++i];
+        } else if ((accepted & TAKES_JSON) && strcmp(a, "--json") == 0) {
             o->json = true;
-        } else if (known && strcmp(a, "--quick") == 0) {
+        } else if ((accepted & TAKES_QUICK) && strcmp(a, "--quick") == 0) {
             o->quick = true;
-        } else if (strstr(allowed, "ACTION") && !o->action && a[0] != '-') {
+        } else if ((accepted & TAKES_ACTION) && !o->action && a[0] != '-') {
             o->action = a;
         } else {
             fprintf(stderr, "clustershazbot %s: unexpected argument '%s'\n%s", argv[0], a, usage);
@@ -79,15 +91,20 @@ static bool parse_options(int argc, char **argv, const char *allowed, const char
 }
 
 static size_t collect(char *data, size_t size, size_t n, void *arg) {
-    buf_add(arg, data, size * n);
-    return size * n;
+    buf *answer = arg;
+    if (answer->len + size * n > CLIENT_MAX_ANSWER) return 0; /* curl stops: "write error" */
+    buf_add(answer, data, size * n);
+    return answer->failed ? 0 : size * n;
 }
 
-/* One request; returns the HTTP status, or 0 with a message when there was no answer. */
+/* One request; returns the HTTP status, or 0 (after printing why) when there was no answer. */
 static long exchange(const char *method, const char *url, const char *auth, const char *body,
                      buf *answer) {
     CURL *curl = curl_easy_init();
-    if (!curl) return 0;
+    if (!curl) {
+        fprintf(stderr, "clustershazbot: cannot reach %s: libcurl failed to start\n", url);
+        return 0;
+    }
     char error[CURL_ERROR_SIZE] = "";
     struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
     buf auth_header = {0};
@@ -126,8 +143,10 @@ static char *endpoint(const char *base, const char *path, bool at_root) {
     return buf_take(&url, NULL);
 }
 
-/* Runs one exchange and checks the answer; returns the parsed JSON or NULL (message printed). */
-static yajl_val ask(const char *method, const char *url, const char *auth, const char *body, buf *raw) {
+/* Runs one exchange and checks the answer; returns the parsed JSON or NULL (message printed).
+ * `secret_source` names where the secret sent came from, for the message on a 401. */
+static yajl_val ask(const char *method, const char *url, const char *auth, const char *secret_source,
+                    const char *body, buf *raw) {
     long status = exchange(method, url, auth, body, raw);
     if (status == 0) return NULL;
     char why[256];
@@ -135,13 +154,14 @@ static yajl_val ask(const char *method, const char *url, const char *auth, const
     if (status == 200 && doc) return doc;
     const char *path[] = {"error", NULL};
     yajl_val error = doc ? yajl_tree_get(doc, path, yajl_t_string) : NULL;
+    const char *detail = error ? YAJL_GET_STRING(error) : "";
     if (status == 401)
-        fprintf(stderr, "clustershazbot: %s answered 401: wrong or missing secret\n", url);
+        fprintf(stderr, "clustershazbot: %s answered 401: the secret is %s (%s)%s%s\n", url,
+                auth ? "wrong" : "missing", secret_source, error ? ": " : "", detail);
     else if (status == 200)
         fprintf(stderr, "clustershazbot: %s did not answer JSON\n", url);
     else
-        fprintf(stderr, "clustershazbot: %s answered %ld%s%s\n", url, status, error ? ": " : "",
-                error ? YAJL_GET_STRING(error) : "");
+        fprintf(stderr, "clustershazbot: %s answered %ld%s%s\n", url, status, error ? ": " : "", detail);
     yajl_tree_free(doc);
     return NULL;
 }
@@ -160,6 +180,8 @@ static int compare_rows(const void *a, const void *b) {
     return strcmp(x->url, y->url);
 }
 
+/* 59s, 5m, 3h, 12d: the largest unit of which there are at least 2 (119s, not 1m), so that
+ * rounding down never hides nearly half of the age. */
 static void human_age(long long ms, char *out, size_t len) {
     long long s = ms < 0 ? 0 : ms / 1000;
     if (s < 120) snprintf(out, len, "%llds", s);
@@ -168,9 +190,13 @@ static void human_age(long long ms, char *out, size_t len) {
     else snprintf(out, len, "%lldd", s / 86400);
 }
 
-static size_t collect_rows(yajl_val doc, const char *list, bool online, row *rows, size_t n) {
+static yajl_val member_array(yajl_val doc, const char *list) {
     const char *path[] = {list, NULL};
-    yajl_val array = yajl_tree_get(doc, path, yajl_t_array);
+    return yajl_tree_get(doc, path, yajl_t_array);
+}
+
+static size_t collect_rows(yajl_val doc, const char *list, bool online, row *rows, size_t n) {
+    yajl_val array = member_array(doc, list);
     for (size_t i = 0; array && i < YAJL_GET_ARRAY(array)->len; i++) {
         yajl_val r = YAJL_GET_ARRAY(array)->values[i];
         const char *url_path[] = {"baseUrl", NULL}, *monitor_path[] = {"monitor", NULL},
@@ -185,59 +211,63 @@ static size_t collect_rows(yajl_val doc, const char *list, bool online, row *row
 }
 
 static size_t list_length(yajl_val doc, const char *list) {
-    const char *path[] = {list, NULL};
-    yajl_val array = yajl_tree_get(doc, path, yajl_t_array);
+    yajl_val array = member_array(doc, list);
     return array ? YAJL_GET_ARRAY(array)->len : 0;
+}
+
+static bool print_members_table(yajl_val doc) {
+    size_t capacity = list_length(doc, "online") + list_length(doc, "offline");
+    row *rows = calloc(capacity + 1, sizeof *rows);
+    if (!rows) return false;
+    size_t n = collect_rows(doc, "online", true, rows, 0);
+    size_t online = n;
+    n = collect_rows(doc, "offline", false, rows, n);
+    qsort(rows, n, sizeof *rows, compare_rows);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    long long now_ms = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    int width = 8;
+    for (size_t i = 0; i < n; i++) width = (int)strlen(rows[i].url) > width ? (int)strlen(rows[i].url) : width;
+    printf("%-*s  %-7s  %-7s  %s\n", width, "BASE URL", "STATUS", "MONITOR", "UPDATED");
+    for (size_t i = 0; i < n; i++) {
+        char age[32];
+        human_age(now_ms - rows[i].last_update, age, sizeof age);
+        printf("%-*s  %-7s  %-7s  %s ago\n", width, rows[i].url, rows[i].online ? "online" : "offline",
+               rows[i].monitor ? "yes" : "no", age);
+    }
+    printf("%zu online, %zu offline\n", online, n - online);
+    free(rows);
+    return true;
 }
 
 int cli_members(int argc, char **argv) {
     if (cli_wants_help(argc, argv, members_usage)) return 0;
     options o = {0};
-    if (!parse_options(argc, argv, "--url --control-secret --json", members_usage, &o)) return 2;
+    if (!parse_options(argc, argv, TAKES_URL | TAKES_CONTROL_SECRET | TAKES_JSON, members_usage, &o)) return 2;
     char *url = endpoint(o.url, "clustershazbot/list", false);
     buf raw = {0};
-    yajl_val doc = ask("GET", url, o.secret, NULL, &raw);
-    free(url);
+    yajl_val doc = ask("GET", url, o.secret, "--control-secret or SHAZBOT_CONTROL_SECRET", NULL, &raw);
+    int rc = 1;
     if (!doc) {
-        buf_free(&raw);
-        return 1;
-    }
-    const char *offline_path[] = {"offline", NULL};
-    if (o.secret && !yajl_tree_get(doc, offline_path, yajl_t_array)) {
-        /* The node answers the public part of its list to anyone: a refused secret shows
-         * only as a missing offline list. */
-        fprintf(stderr, "clustershazbot members: the node did not accept the control secret\n");
-        yajl_tree_free(doc);
-        buf_free(&raw);
-        return 1;
-    }
-    if (o.json) {
+        /* said why */
+    } else if (!member_array(doc, "online")) {
+        fprintf(stderr, "clustershazbot members: %s did not answer a members list: %.200s\n", url, raw.data);
+    } else if (o.secret && !member_array(doc, "offline")) {
+        /* The node answers the public part of its list to anyone (the protocol has no 401
+         * here): a refused secret shows only as a missing offline list. */
+        fprintf(stderr, "clustershazbot members: %s did not accept the control secret: it is wrong "
+                        "(--control-secret or SHAZBOT_CONTROL_SECRET)\n", url);
+    } else if (o.json) {
         printf("%s\n", raw.data);
+        rc = 0;
     } else {
-        size_t capacity = list_length(doc, "online") + list_length(doc, "offline");
-        row *rows = calloc(capacity + 1, sizeof *rows);
-        size_t n = collect_rows(doc, "online", true, rows, 0);
-        size_t online = n;
-        n = collect_rows(doc, "offline", false, rows, n);
-        qsort(rows, n, sizeof *rows, compare_rows);
-        struct timespec now;
-        clock_gettime(CLOCK_REALTIME, &now);
-        long long now_ms = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-        int width = 8;
-        for (size_t i = 0; i < n; i++) width = (int)strlen(rows[i].url) > width ? (int)strlen(rows[i].url) : width;
-        printf("%-*s  %-7s  %-7s  %s\n", width, "BASE URL", "STATUS", "MONITOR", "UPDATED");
-        for (size_t i = 0; i < n; i++) {
-            char age[32];
-            human_age(now_ms - rows[i].last_update, age, sizeof age);
-            printf("%-*s  %-7s  %-7s  %s ago\n", width, rows[i].url, rows[i].online ? "online" : "offline",
-                   rows[i].monitor ? "yes" : "no", age);
-        }
-        printf("%zu online, %zu offline\n", online, n - online);
-        free(rows);
+        if (!o.secret) fprintf(stderr, "clustershazbot members: no control secret given: offline members are not shown\n");
+        rc = print_members_table(doc) ? 0 : 1;
     }
+    free(url);
     yajl_tree_free(doc);
     buf_free(&raw);
-    return 0;
+    return rc;
 }
 
 /* ---- control ----------------------------------------------------------------------------- */
@@ -245,7 +275,7 @@ int cli_members(int argc, char **argv) {
 int cli_control(int argc, char **argv) {
     if (cli_wants_help(argc, argv, control_usage)) return 0;
     options o = {0};
-    if (!parse_options(argc, argv, "--url --control-secret ACTION", control_usage, &o)) return 2;
+    if (!parse_options(argc, argv, TAKES_URL | TAKES_CONTROL_SECRET | TAKES_ACTION, control_usage, &o)) return 2;
     if (!o.action || (strcmp(o.action, "online") != 0 && strcmp(o.action, "offline") != 0)) {
         fprintf(stderr, "clustershazbot control: say online or offline\n%s", control_usage);
         return 2;
@@ -254,7 +284,7 @@ int cli_control(int argc, char **argv) {
     const char *body = strcmp(o.action, "online") == 0 ? "{\"message\":\"control\",\"online\":true}"
                                                        : "{\"message\":\"control\",\"online\":false}";
     buf raw = {0};
-    yajl_val doc = ask("POST", url, o.secret, body, &raw);
+    yajl_val doc = ask("POST", url, o.secret, "--control-secret or SHAZBOT_CONTROL_SECRET", body, &raw);
     if (doc) printf("%s is now %s\n", o.url, o.action);
     free(url);
     yajl_tree_free(doc);
@@ -295,12 +325,12 @@ static bool print_indented(const char *json, size_t len) {
 int cli_health(int argc, char **argv) {
     if (cli_wants_help(argc, argv, health_usage)) return 0;
     options o = {0};
-    if (!parse_options(argc, argv, "--url --quick", health_usage, &o)) return 2;
+    if (!parse_options(argc, argv, TAKES_URL | TAKES_QUICK, health_usage, &o)) return 2;
     const char *secret = getenv("HAPPY_SECRET");
     if (secret && strcmp(secret, "none") == 0) secret = NULL;
     char *url = endpoint(o.url, o.quick ? "happy/quick" : "happy", true);
     buf raw = {0};
-    yajl_val doc = ask("GET", url, secret, NULL, &raw);
+    yajl_val doc = ask("GET", url, secret, "HAPPY_SECRET", NULL, &raw);
     bool ok = doc && print_indented(raw.data, raw.len);
     free(url);
     yajl_tree_free(doc);

@@ -1,116 +1,130 @@
-/* clustershazbot.native: the Lua 5.4 binding of the C API. The facade lua/clustershazbot/
- * init.lua (`require "clustershazbot"`) is what hosts use; this file only maps calls.
+/* clustershazbot.native: the C API for Lua 5.4 as plain functions over handles (full userdata
+ * that the garbage collector frees). Hosts use the facade, `require "clustershazbot"`
+ * (lua/clustershazbot/init.lua over facade.lua, which the LuaJIT FFI binding shares): it owns
+ * the interface and its errors. These functions only report: false, or nil and a message.
  *
- * A node is a full userdata holding the C node; it is freed by node:close(), by a to-be-closed
- * variable, or by the garbage collector. Misuse (a bad option, start twice, shutdown of a node
- * not running, a closed node) raises a Lua error that says what was wrong. */
+ * What only this binding can do: policy hooks as Lua functions of the host (shazbot_new_lua),
+ * server_list as Lua tables read straight from the membership, and body tables written as JSON
+ * in C (the encoder of policy.c). */
 #include "clustershazbot.h"
 #include "clustershazbot_lua.h"
 #include "engine.h"
 #include "policy.h"
 
-#include <ctype.h>
 #include <lauxlib.h>
 #include <lua.h>
-#include <stdio.h>
 #include <string.h>
 
-#define NODE_METATABLE "clustershazbot.node"
+#define NODE_HANDLE "clustershazbot.node"
+#define SETTINGS_HANDLE "clustershazbot.settings"
 
 typedef struct node_box {
     shazbot *node;
 } node_box;
 
+typedef struct settings_box {
+    shazbot_settings *settings;
+} settings_box;
+
+/* A node that has been freed is a bug of the facade, which checks first. */
 static shazbot *check_node(lua_State *L) {
-    node_box *box = luaL_checkudata(L, 1, NODE_METATABLE);
-    if (!box->node) luaL_error(L, "clustershazbot: this node has been closed");
+    node_box *box = luaL_checkudata(L, 1, NODE_HANDLE);
+    if (!box->node) luaL_error(L, "clustershazbot.native: the node has been freed");
     return box->node;
 }
 
-/* Option key -> setting name: base_url -> SHAZBOT_BASE_URL, happy_secret -> HAPPY_SECRET. */
-static void setting_name(const char *key, char *out, size_t len) {
-    snprintf(out, len, strcmp(key, "happy_secret") == 0 ? "%s" : "SHAZBOT_%s", key);
-    for (char *c = out; *c; c++) *c = (char)toupper((unsigned char)*c);
+static int push_bool(lua_State *L, bool value) {
+    lua_pushboolean(L, value);
+    return 1;
 }
 
-/* Applies one option (key at -2, value at -1); false with a message on a bad one. */
-static bool apply_option(lua_State *L, shazbot_settings *s, char *err, size_t err_len) {
-    if (lua_type(L, -2) != LUA_TSTRING) {
-        snprintf(err, err_len, "option keys must be strings");
-        return false;
-    }
-    const char *key = lua_tostring(L, -2);
-    if (strcmp(key, "policy") == 0 && lua_istable(L, -1)) return true; /* taken by l_new */
-    const char *value;
-    switch (lua_type(L, -1)) {
-    case LUA_TBOOLEAN: value = lua_toboolean(L, -1) ? "true" : "false"; break;
-    case LUA_TNUMBER:
-    case LUA_TSTRING: value = lua_tostring(L, -1); break; /* converts the number in place */
-    default:
-        snprintf(err, err_len, "option '%s': expected a string, number or boolean, got %s", key, luaL_typename(L, -1));
-        return false;
-    }
-    char name[128], why[400];
-    setting_name(key, name, sizeof name);
-    if (shazbot_settings_set(s, name, value, why, sizeof why) != 0) {
-        snprintf(err, err_len, "option '%s': %s", key, why);
-        return false;
-    }
-    return true;
+static int push_failure(lua_State *L, const char *why) {
+    lua_pushnil(L);
+    lua_pushstring(L, why);
+    return 2;
 }
 
-/* shazbot.new(opts): opts nil reads the environment. */
-static int l_new(lua_State *L) {
-    char err[600] = "";
-    shazbot_settings *s;
-    int policy_index = 0;
-    if (lua_isnoneornil(L, 1)) {
-        s = shazbot_settings_from_env(err, sizeof err);
-    } else {
-        luaL_checktype(L, 1, LUA_TTABLE);
-        s = shazbot_settings_new();
-        lua_pushnil(L);
-        while (s && lua_next(L, 1)) {
-            if (!apply_option(L, s, err, sizeof err)) {
-                lua_pop(L, 2);
-                shazbot_settings_free(s);
-                s = NULL;
-                break;
-            }
-            lua_pop(L, 1);
-        }
-        if (s && lua_getfield(L, 1, "policy") == LUA_TTABLE) policy_index = lua_gettop(L);
-    }
-    if (!s) return luaL_error(L, "clustershazbot.new: %s", err[0] ? err : "out of memory");
+/* ---- settings ------------------------------------------------------------------------------ */
+
+static int push_settings(lua_State *L, shazbot_settings *s) {
+    settings_box *box = lua_newuserdatauv(L, sizeof *box, 0);
+    box->settings = s;
+    luaL_setmetatable(L, SETTINGS_HANDLE);
+    return 1;
+}
+
+static int l_settings_new(lua_State *L) {
+    shazbot_settings *s = shazbot_settings_new();
+    if (!s) return luaL_error(L, "clustershazbot: out of memory");
+    return push_settings(L, s);
+}
+
+static int l_settings_from_env(lua_State *L) {
+    char err[600];
+    shazbot_settings *s = shazbot_settings_from_env(err, sizeof err);
+    return s ? push_settings(L, s) : push_failure(L, err);
+}
+
+static int l_settings_set(lua_State *L) {
+    settings_box *box = luaL_checkudata(L, 1, SETTINGS_HANDLE);
+    char err[600];
+    if (shazbot_settings_set(box->settings, luaL_checkstring(L, 2), luaL_checkstring(L, 3), err, sizeof err) != 0)
+        return push_failure(L, err);
+    return push_bool(L, true);
+}
+
+static int l_settings_gc(lua_State *L) {
+    settings_box *box = luaL_checkudata(L, 1, SETTINGS_HANDLE);
+    shazbot_settings_free(box->settings);
+    box->settings = NULL;
+    return 0;
+}
+
+/* ---- nodes --------------------------------------------------------------------------------- */
+
+/* node_new(settings, hooks): hooks is a table of policy functions, or nil. */
+static int l_node_new(lua_State *L) {
+    settings_box *s = luaL_checkudata(L, 1, SETTINGS_HANDLE);
+    bool hosted = !lua_isnoneornil(L, 2);
+    if (hosted) luaL_checktype(L, 2, LUA_TTABLE);
+    /* The userdata first: were it to fail for memory, no node would be left behind. */
     node_box *box = lua_newuserdatauv(L, sizeof *box, 0);
     box->node = NULL;
-    luaL_setmetatable(L, NODE_METATABLE);
-    box->node = policy_index ? shazbot_new_lua(s, NULL, L, policy_index, err, sizeof err)
-                             : shazbot_new(s, NULL, err, sizeof err);
-    shazbot_settings_free(s);
-    if (!box->node) return luaL_error(L, "clustershazbot.new: %s", err);
-    return 1;
+    luaL_setmetatable(L, NODE_HANDLE);
+    char err[600];
+    box->node = hosted ? shazbot_new_lua(s->settings, NULL, L, 2, err, sizeof err)
+                       : shazbot_new(s->settings, NULL, err, sizeof err);
+    return box->node ? 1 : push_failure(L, err);
 }
 
-static int l_start(lua_State *L) {
-    if (shazbot_start(check_node(L)) != 0)
-        return luaL_error(L, "clustershazbot: node:start(): already started, or shut down");
-    lua_pushboolean(L, 1);
-    return 1;
+static int l_node_free(lua_State *L) {
+    node_box *box = luaL_checkudata(L, 1, NODE_HANDLE);
+    shazbot_free(box->node);
+    box->node = NULL;
+    return 0;
 }
 
-/* A body argument: a JSON string, or a table written as JSON (empty tables as arrays: the
- * protocol's only empty containers are lists). */
-static const char *body_arg(lua_State *L, int index, buf *scratch, size_t *len) {
-    if (lua_type(L, index) == LUA_TSTRING) return lua_tolstring(L, index, len);
-    luaL_argexpected(L, lua_istable(L, index), index, "JSON string or table");
-    const char *why = policy_encode_json(L, index, scratch, true);
-    if (why) luaL_error(L, "clustershazbot: the body table %s", why);
-    *len = scratch->len;
-    return scratch->data ? scratch->data : "";
+static int l_start(lua_State *L) { return push_bool(L, shazbot_start(check_node(L)) == 0); }
+static int l_shutdown(lua_State *L) { return push_bool(L, shazbot_shutdown(check_node(L), NULL, NULL) == 0); }
+static int l_is_stopped(lua_State *L) { return push_bool(L, shazbot_is_stopped(check_node(L))); }
+static int l_is_running(lua_State *L) { return push_bool(L, shazbot_is_running(check_node(L))); }
+static int l_in_hook(lua_State *L) { return push_bool(L, policy_in_call(check_node(L)->pol)); }
+static int l_step(lua_State *L) {
+    shazbot *node = check_node(L);
+    return push_bool(L, shazbot_step(node, luaL_optnumber(L, 2, 0)) == 0);
+}
+static int l_run(lua_State *L) { return push_bool(L, shazbot_run(check_node(L), 1) == 0); }
+
+static int l_listen(lua_State *L) {
+    shazbot *node = check_node(L);
+    char err[300];
+    if (shazbot_listen(node, luaL_optstring(L, 2, NULL), (int)luaL_optinteger(L, 3, 0), err, sizeof err) != 0)
+        return push_failure(L, err);
+    return push_bool(L, true);
 }
 
-/* Pushes answer, status and releases the response. */
+/* ---- requests: (handle, auth, [body]) -> answer, status ------------------------------------- */
+
 static int push_response(lua_State *L, shazbot_response *r) {
     lua_pushlstring(L, r->body ? r->body : "", r->body_len);
     lua_pushinteger(L, r->status);
@@ -118,18 +132,15 @@ static int push_response(lua_State *L, shazbot_response *r) {
     return 2;
 }
 
-/* gossip and control: (auth, body) -> answer, status. */
 typedef void (*body_request_fn)(shazbot *, const char *, const char *, size_t, shazbot_response *);
 
 static int body_request(lua_State *L, body_request_fn request) {
     shazbot *node = check_node(L);
     const char *auth = luaL_optstring(L, 2, NULL);
-    buf scratch = {0};
     size_t len;
-    const char *body = body_arg(L, 3, &scratch, &len);
+    const char *body = luaL_checklstring(L, 3, &len);
     shazbot_response r;
     request(node, auth, body, len, &r);
-    buf_free(&scratch);
     return push_response(L, &r);
 }
 
@@ -148,7 +159,7 @@ static int l_happy_request(lua_State *L) {
     return push_response(L, &r);
 }
 
-/* node:server_list(include_offline) -> { online = { record... }, offline = { ... } } */
+/* server_list(handle, include_offline) -> { online = { record... }, offline = { ... } } */
 static int l_server_list(lua_State *L) {
     shazbot *node = check_node(L);
     bool with_offline = lua_toboolean(L, 2);
@@ -167,85 +178,61 @@ static int l_server_list(lua_State *L) {
     return 1;
 }
 
-static int l_step(lua_State *L) {
-    if (shazbot_step(check_node(L), luaL_optnumber(L, 2, 0)) != 0) return luaL_error(L, "clustershazbot: node:step(): the event loop failed");
-    lua_pushboolean(L, 1);
+/* encode(table) -> JSON text, with empty tables as arrays: the protocol's only empty
+ * containers are the lists. */
+static int l_encode(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    buf json = {0};
+    const char *why = policy_encode_json(L, 1, &json, true);
+    if (why) {
+        buf_free(&json);
+        return push_failure(L, why);
+    }
+    lua_pushlstring(L, json.data ? json.data : "", json.len);
+    buf_free(&json);
     return 1;
 }
 
-static int l_listen(lua_State *L) {
-    shazbot *node = check_node(L);
-    char err[300];
-    if (shazbot_listen(node, luaL_optstring(L, 2, NULL), (int)luaL_optinteger(L, 3, 0), err, sizeof err) != 0)
-        return luaL_error(L, "clustershazbot: node:listen(): %s", err);
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
-static int l_run(lua_State *L) {
-    if (shazbot_run(check_node(L), 1) != 0) return luaL_error(L, "clustershazbot: node:run(): the event loop failed");
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
-/* node:shutdown(): leaves the cluster and returns once the node has stopped (bounded by the
- * engine's shutdown deadline). */
-static int l_shutdown(lua_State *L) {
-    shazbot *node = check_node(L);
-    if (shazbot_shutdown(node, NULL, NULL) != 0)
-        return luaL_error(L, "clustershazbot: node:shutdown(): the node is not running (never started, or already shut down)");
-    while (!shazbot_is_stopped(node))
-        if (shazbot_step(node, 0.1) != 0) break;
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
-static int l_is_running(lua_State *L) {
-    lua_pushboolean(L, shazbot_is_running(check_node(L)));
-    return 1;
-}
-
-static int l_close(lua_State *L) {
-    node_box *box = luaL_checkudata(L, 1, NODE_METATABLE);
-    shazbot_free(box->node);
-    box->node = NULL;
-    return 0;
-}
-
-static const luaL_Reg node_methods[] = {
+static const luaL_Reg functions[] = {
+    {"settings_new", l_settings_new},
+    {"settings_from_env", l_settings_from_env},
+    {"settings_set", l_settings_set},
+    {"node_new", l_node_new},
+    {"node_free", l_node_free},
     {"start", l_start},
+    {"shutdown", l_shutdown},
+    {"is_stopped", l_is_stopped},
+    {"is_running", l_is_running},
+    {"in_hook", l_in_hook},
+    {"step", l_step},
+    {"run", l_run},
+    {"listen", l_listen},
     {"gossip_request", l_gossip_request},
-    {"list_request", l_list_request},
     {"control_request", l_control_request},
+    {"list_request", l_list_request},
     {"happy_request", l_happy_request},
     {"server_list", l_server_list},
-    {"step", l_step},
-    {"listen", l_listen},
-    {"run", l_run},
-    {"shutdown", l_shutdown},
-    {"is_running", l_is_running},
-    {"close", l_close},
+    {"encode", l_encode},
     {NULL, NULL},
 };
 
-__attribute__((visibility("default"))) int luaopen_clustershazbot_native(lua_State *L) {
-    if (luaL_newmetatable(L, NODE_METATABLE)) {
-        luaL_newlib(L, node_methods);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, l_close);
+static void new_handle_type(lua_State *L, const char *name, lua_CFunction gc) {
+    if (luaL_newmetatable(L, name)) {
+        lua_pushcfunction(L, gc);
         lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, l_close);
-        lua_setfield(L, -2, "__close");
     }
     lua_pop(L, 1);
-    /* So that `require "clustershazbot.policy"` (the default, to reuse) works in the host. */
+}
+
+__attribute__((visibility("default"))) int luaopen_clustershazbot_native(lua_State *L) {
+    new_handle_type(L, NODE_HANDLE, l_node_free);
+    new_handle_type(L, SETTINGS_HANDLE, l_settings_gc);
+    /* So that a host's policy functions can `require "clustershazbot.core"` (array, null). */
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
     lua_pushcfunction(L, policy_open_core);
     lua_setfield(L, -2, "clustershazbot.core");
     lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushcfunction(L, l_new);
-    lua_setfield(L, -2, "new");
+    luaL_newlib(L, functions);
     lua_pushstring(L, SHAZBOT_VERSION);
     lua_setfield(L, -2, "version");
     return 1;

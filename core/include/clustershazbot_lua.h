@@ -16,9 +16,13 @@ typedef struct lua_State lua_State;
 
 /* Like shazbot_new, with the policy hooks taken from the table at `hooks_index` of `L` (keys
  * gossip_target, bootstrap_targets, shutdown_targets, gossip_delay, announce_delay, health;
- * missing ones are the default's). The hooks run on a thread of `L` under the same instruction
- * budget and checks as a SHAZBOT_POLICY script; SHAZBOT_POLICY itself is then ignored. The node
- * must be freed before `L` is closed, and used from the thread that runs `L`. */
+ * missing ones are the default's). The hooks run on a thread of `L` through the same code as a
+ * SHAZBOT_POLICY script's: the instruction budget (coroutines they make included), the checks
+ * of every answer, the failure count and the fallback to the default hook. What differs: they
+ * allocate in `L`, so the 64 MiB cap of a script's own state is the host's business, and they
+ * share the host's globals. SHAZBOT_POLICY itself is ignored. A hook must not step, run, shut
+ * down or free its own node (it runs inside those calls). The node must be freed before `L` is
+ * closed, and used from the thread that runs `L`. */
 shazbot *shazbot_new_lua(const shazbot_settings *s, struct event_base *base, lua_State *L,
                          int hooks_index, char *err, size_t err_len);
 

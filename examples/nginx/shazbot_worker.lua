@@ -3,30 +3,71 @@
 -- Why one owner: nginx workers are separate processes, and a node's state must be one. The
 -- owning worker runs the engine (timers, transfers, and the endpoints on its own loopback
 -- listener, SHAZBOT_LISTEN), stepping it from a timer without ever blocking; every worker
--- proxies /clustershazbot/* and /happy to that listener (see nginx.conf). When nginx stops
--- (`nginx -s quit`) or reloads, the timer runs once more as "premature": the node leaves the
--- cluster there, telling its peers, before the worker exits.
+-- proxies /clustershazbot/* and /happy to that listener (see nginx.conf), so it does not
+-- matter which worker a request lands on.
+--
+-- Leaving: on `nginx -s quit` (and on a reload, for the old workers) the timer runs once more
+-- as "premature"; the node leaves the cluster there, telling its peers, before the worker
+-- exits. That blocks the exiting worker for the bounded time of the goodbye only.
+--
+-- Reload: the new worker 0 starts while the old one may still hold the engine's port for its
+-- goodbye, so it retries listening until the port is free, then starts its engine.
 
 local M = {}
 
+local STEP_SECONDS = 0.005    -- how often the engine's loop is stepped, without waiting
+local LISTEN_RETRY_SECONDS = 0.2
+local LISTEN_PATIENCE_SECONDS = 60 -- beyond the engine's bounded shutdown (25 s at most)
+
 -- `opts`: nil to read the SHAZBOT_* environment (pass it with nginx's `env` directive), or a
--- table of options; `library`: the path of libclustershazbot.so, if not on the linker's path.
+-- table of options; `library`: the path of libclustershazbot.so, if it is neither beside the
+-- installed clustershazbot/ffi.lua (P/lib) nor on the linker's path.
 function M.init_worker(opts, library)
   if ngx.worker.id() ~= 0 then return end
   local shazbot = require "clustershazbot.ffi"
-  local node = shazbot.new(opts, library)
-  node:listen()
-  node:start()
-  local ok, err = ngx.timer.every(0.005, function(premature)
+  if library then shazbot = shazbot.open(library) end
+  local made, node = pcall(shazbot.new, opts)
+  if not made then
+    ngx.log(ngx.ALERT, node)
+    return
+  end
+  M.node = node
+
+  local function drive(premature)
     if premature then
       node:shutdown()
       node:close()
       return
     end
     node:step(0)
-  end)
-  if not ok then ngx.log(ngx.ERR, "clustershazbot: cannot start the engine timer: ", err) end
-  M.node = node
+  end
+
+  local patience_ends = ngx.now() + LISTEN_PATIENCE_SECONDS
+  local function begin(premature)
+    if premature then -- nginx stops before the engine ever started
+      node:close()
+      return
+    end
+    local listening, why = pcall(node.listen, node)
+    if not listening then
+      if ngx.now() < patience_ends then
+        if not M.waited then ngx.log(ngx.NOTICE, "clustershazbot: waiting for the engine's port: ", why) end
+        M.waited = true
+        ngx.timer.at(LISTEN_RETRY_SECONDS, begin)
+      else
+        ngx.log(ngx.ALERT, why)
+        node:close()
+      end
+      return
+    end
+    node:start()
+    local ok, err = ngx.timer.every(STEP_SECONDS, drive)
+    if not ok then -- never stepped, so nothing was sent: nobody knows of this node
+      ngx.log(ngx.ALERT, "clustershazbot: cannot start the engine's timer: ", err)
+      node:close()
+    end
+  end
+  begin(false)
 end
 
 return M

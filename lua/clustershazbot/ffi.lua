@@ -1,22 +1,29 @@
 -- clustershazbot for nginx with Lua (LuaJIT), through the FFI over libclustershazbot.so.
 --
---   local shazbot = require "clustershazbot.ffi"
---   local node = shazbot.new(opts, library) -- opts as the Lua 5.4 module's: nil reads the
---                                    -- environment, or a table (base_url, secret, ..., listen,
---                                    -- policy = "path.lua"); library: the path of
---                                    -- libclustershazbot.so (default: the dynamic linker's search)
---   node:start()  node:listen(host, port)  node:step(0)  node:shutdown()  node:close()
---   local answer, status = node:gossip_request(auth, body)  -- body: the JSON string
+--   local shazbot = require "clustershazbot.ffi"       -- the library beside this file's prefix
+--                                                      -- (P/lib), else the dynamic linker's search
+--   local shazbot = require("clustershazbot.ffi").open("/path/to/libclustershazbot.so")
+--   local node = shazbot.new(opts)   -- as the Lua 5.4 module's: nil reads the environment, or
+--                                    -- { base_url = ..., listen = ..., policy = "path.lua", ... }
+--   node:listen(host, port)  node:start()  node:step(0)  node:shutdown()  node:close()
+--   local answer, status = node:gossip_request(auth, body)   -- body: the JSON text
+--
+-- The interface, its checks and its errors are lua/clustershazbot/facade.lua, shared with the
+-- Lua 5.4 module; this file is the backend. Not offered here: node:run() (it would block the
+-- worker: step the node from ngx.timer.every instead), policy hooks as LuaJIT functions (the
+-- hooks run in the engine's own Lua 5.4; give a script path), body tables and server_list
+-- (Lua tables of the engine's state need the Lua 5.4 module).
 --
 -- The engine runs on its own libevent loop inside the worker that created it; node:step(0)
--- does what is ready and never blocks, so a worker drives it from ngx.timer.every. See
--- examples/nginx/ for a configuration that is right with several workers.
+-- does what is ready and never blocks. See examples/nginx/ for a configuration that is right
+-- with several workers.
 --
 -- Loading: the library embeds Lua 5.4 for its policy hooks, whose C functions have the same
 -- names as LuaJIT's. It is therefore opened with RTLD_DEEPBIND, so that it and its own
 -- dependencies bind to Lua 5.4, not to the LuaJIT already loaded into nginx.
 
 local ffi = require "ffi"
+local facade = require "clustershazbot.facade"
 
 ffi.cdef [[
 typedef struct shazbot shazbot;
@@ -47,30 +54,46 @@ char *dlerror(void);
 local RTLD_NOW, RTLD_DEEPBIND = 0x2, 0x8
 local ERR_LEN = 600
 
-local libs = {} -- path -> loaded library
-
-local function load(path)
-  path = path or "libclustershazbot.so.0"
-  if not libs[path] then
-    if ffi.C.dlopen(path, RTLD_NOW + RTLD_DEEPBIND) == nil then
-      error("clustershazbot.ffi: cannot load " .. path .. ": " .. ffi.string(ffi.C.dlerror()), 3)
+-- Where to look when no path is given: the installed prefix this file belongs to
+-- (P/share/lua/5.1/clustershazbot/ffi.lua -> P/lib), then the dynamic linker's search.
+local function default_candidates()
+  local candidates = {}
+  local prefix = debug.getinfo(1, "S").source:match("^@(.*)/share/lua/5%.1/clustershazbot/ffi%.lua$")
+  for _, dir in ipairs(prefix and { prefix .. "/lib/" } or {}) do
+    for _, name in ipairs({ "libclustershazbot.so.0", "libclustershazbot.so" }) do
+      local f = io.open(dir .. name)
+      if f then
+        f:close()
+        candidates[#candidates + 1] = dir .. name
+      end
     end
-    libs[path] = ffi.load(path) -- the same handle, already bound
   end
-  return libs[path]
+  candidates[#candidates + 1] = "libclustershazbot.so.0"
+  candidates[#candidates + 1] = "libclustershazbot.so" -- a build without versioned names
+  return candidates
 end
 
-local Node = {}
-Node.__index = Node
+local libraries = {} -- path -> the loaded library, shared by every module opened on it
 
-local function setting_name(key)
-  return key == "happy_secret" and "HAPPY_SECRET" or "SHAZBOT_" .. key:upper()
+-- Resolved once, now: resolving a symbol is itself a dl* call, which would clear the error
+-- that dlerror() is to report.
+local dlopen, dlerror = ffi.C.dlopen, ffi.C.dlerror
+
+local function load_library(candidates)
+  local errors = {}
+  for _, path in ipairs(candidates) do
+    if libraries[path] then return libraries[path] end
+    if dlopen(path, RTLD_NOW + RTLD_DEEPBIND) ~= nil then
+      libraries[path] = ffi.load(path) -- the same handle, already bound
+      return libraries[path]
+    end
+    local why = dlerror()
+    errors[#errors + 1] = why ~= nil and ffi.string(why) or path .. ": cannot be opened"
+  end
+  error("clustershazbot.ffi: cannot load the library: " .. table.concat(errors, "; "), 0)
 end
 
-local function check(self)
-  if self.node == nil then error("clustershazbot: this node has been closed", 3) end
-  return self.node
-end
+local function err_buffer() return ffi.new("char[?]", ERR_LEN) end
 
 local function response(C, out)
   local body, status = ffi.string(out.body, out.body_len), out.status
@@ -78,96 +101,91 @@ local function response(C, out)
   return body, status
 end
 
-local M = {}
-
-function M.new(opts, library)
-  local C = load(library)
-  local err = ffi.new("char[?]", ERR_LEN)
-  local settings
-  if opts == nil then
-    settings = C.shazbot_settings_from_env(err, ERR_LEN)
-  else
-    settings = C.shazbot_settings_new()
-    for key, value in pairs(opts) do
-      local kind = type(value)
-      if kind ~= "string" and kind ~= "number" and kind ~= "boolean" then
-        C.shazbot_settings_free(settings)
-        error(string.format("clustershazbot.new: option '%s': expected a string, number or boolean, got %s", key, kind), 2)
-      end
-      if C.shazbot_settings_set(settings, setting_name(key), tostring(value), err, ERR_LEN) ~= 0 then
-        C.shazbot_settings_free(settings)
-        error(string.format("clustershazbot.new: option '%s': %s", key, ffi.string(err)), 2)
-      end
-    end
+-- The backend of facade.lua over the library found among `candidates`, loaded when the first
+-- node is made (so that requiring this module never fails for a library elsewhere).
+local function backend(candidates)
+  local C
+  local function library()
+    C = C or load_library(candidates)
+    return C
   end
-  if settings == nil then error("clustershazbot.new: " .. ffi.string(err), 2) end
-  local node = C.shazbot_new(settings, nil, err, ERR_LEN)
-  C.shazbot_settings_free(settings)
-  if node == nil then error("clustershazbot.new: " .. ffi.string(err), 2) end
-  return setmetatable({ C = C, node = ffi.gc(node, C.shazbot_free) }, Node)
-end
+  local b = {
+    unsupported = {
+      run = "it would block the nginx worker; call node:step(0) from ngx.timer.every",
+      policy_functions = "the hooks run in the engine's own Lua 5.4, not in LuaJIT; give a script path",
+      encode = "body tables need the Lua 5.4 module; pass the JSON text",
+      server_list = "Lua tables of the engine's state need the Lua 5.4 module; decode node:list_request()",
+    },
+  }
 
-function Node:start()
-  if self.C.shazbot_start(check(self)) ~= 0 then error("clustershazbot: node:start(): already started, or shut down", 2) end
-  return true
-end
-
-function Node:listen(host, port)
-  local err = ffi.new("char[?]", ERR_LEN)
-  if self.C.shazbot_listen(check(self), host, port or 0, err, ERR_LEN) ~= 0 then
-    error("clustershazbot: node:listen(): " .. ffi.string(err), 2)
+  function b.settings_new()
+    local lib = library()
+    return ffi.gc(lib.shazbot_settings_new(), lib.shazbot_settings_free)
   end
-  return true
-end
 
-function Node:step(max_wait)
-  return self.C.shazbot_step(check(self), max_wait or 0) == 0
-end
-
-function Node:is_running() return self.C.shazbot_is_running(check(self)) ~= 0 end
-
--- Leaves the cluster and returns once stopped (bounded by the engine's deadline). It steps the
--- loop meanwhile, so a worker calls it only when it is exiting.
-function Node:shutdown()
-  local node = check(self)
-  if self.C.shazbot_shutdown(node, nil, nil) ~= 0 then
-    error("clustershazbot: node:shutdown(): the node is not running (never started, or already shut down)", 2)
+  function b.settings_from_env()
+    local lib, err = library(), err_buffer()
+    local s = lib.shazbot_settings_from_env(err, ERR_LEN)
+    if s == nil then return nil, ffi.string(err) end
+    return ffi.gc(s, lib.shazbot_settings_free)
   end
-  while self.C.shazbot_is_stopped(node) == 0 do
-    if self.C.shazbot_step(node, 0.1) ~= 0 then break end
+
+  function b.settings_set(s, name, value)
+    local err = err_buffer()
+    if C.shazbot_settings_set(s, name, value, err, ERR_LEN) ~= 0 then return nil, ffi.string(err) end
+    return true
   end
-  return true
-end
 
-function Node:close()
-  if self.node ~= nil then
-    self.C.shazbot_free(ffi.gc(self.node, nil))
-    self.node = nil
+  function b.node_new(s)
+    local err = err_buffer()
+    local node = C.shazbot_new(s, nil, err, ERR_LEN)
+    if node == nil then return nil, ffi.string(err) end
+    return ffi.gc(node, C.shazbot_free)
   end
+
+  function b.node_free(node) C.shazbot_free(ffi.gc(node, nil)) end
+  function b.start(node) return C.shazbot_start(node) == 0 end
+  function b.shutdown(node) return C.shazbot_shutdown(node, nil, nil) == 0 end
+  function b.is_stopped(node) return C.shazbot_is_stopped(node) ~= 0 end
+  function b.is_running(node) return C.shazbot_is_running(node) ~= 0 end
+  function b.step(node, max_wait) return C.shazbot_step(node, max_wait) == 0 end
+
+  function b.listen(node, host, port)
+    local err = err_buffer()
+    if C.shazbot_listen(node, host, port, err, ERR_LEN) ~= 0 then return nil, ffi.string(err) end
+    return true
+  end
+
+  function b.gossip_request(node, auth, body)
+    local out = ffi.new("shazbot_response")
+    C.shazbot_gossip_request(node, auth, body, #body, out)
+    return response(C, out)
+  end
+
+  function b.control_request(node, auth, body)
+    local out = ffi.new("shazbot_response")
+    C.shazbot_control_request(node, auth, body, #body, out)
+    return response(C, out)
+  end
+
+  function b.list_request(node, auth)
+    local out = ffi.new("shazbot_response")
+    C.shazbot_list_request(node, auth, out)
+    return response(C, out)
+  end
+
+  function b.happy_request(node, auth, quick)
+    local out = ffi.new("shazbot_response")
+    C.shazbot_happy_request(node, auth, quick and 1 or 0, out)
+    return response(C, out)
+  end
+
+  return b
 end
 
-function Node:gossip_request(auth, body)
-  local out = ffi.new("shazbot_response")
-  self.C.shazbot_gossip_request(check(self), auth, body or "", body and #body or 0, out)
-  return response(self.C, out)
-end
+local M = facade.module(backend(default_candidates()))
 
-function Node:control_request(auth, body)
-  local out = ffi.new("shazbot_response")
-  self.C.shazbot_control_request(check(self), auth, body or "", body and #body or 0, out)
-  return response(self.C, out)
-end
-
-function Node:list_request(auth)
-  local out = ffi.new("shazbot_response")
-  self.C.shazbot_list_request(check(self), auth, out)
-  return response(self.C, out)
-end
-
-function Node:happy_request(auth, quick)
-  local out = ffi.new("shazbot_response")
-  self.C.shazbot_happy_request(check(self), auth, quick and 1 or 0, out)
-  return response(self.C, out)
-end
+-- A module like this one over the library at `path`.
+function M.open(path) return facade.module(backend({ path })) end
 
 return M

@@ -18,7 +18,7 @@ describe("a C host", function()
     local pc = "PKG_CONFIG_PATH='" .. prefix .. "/lib/pkgconfig' pkg-config"
     -- A library built with the sanitizers needs a program built with them.
     local sanitize = os.getenv("SHAZBOT_SANITIZE") == "ON" and "-fsanitize=address,undefined" or ""
-    status, out = sh(string.format("cc %s '%s/examples/c-host/main.c' -o '%s/c-host' $(%s --cflags --libs clustershazbot) -Wl,-rpath,'%s/lib'",
+    status, out = sh(string.format("cc -Wall -Wextra -Werror %s '%s/examples/c-host/main.c' -o '%s/c-host' $(%s --cflags --libs clustershazbot) -Wl,-rpath,'%s/lib'",
       sanitize, source, dir, pc, prefix))
     assert.are.equal(0, status, out)
 

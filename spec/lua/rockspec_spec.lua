@@ -16,6 +16,10 @@ describe("the rockspec", function()
     local v = io.popen("'" .. tree .. "/bin/clustershazbot' version")
     assert.are.equal("clustershazbot 0.1.0", v:read("l"))
     v:close()
+    -- No pkg-config file: LuaRocks moves lib/, one would point at nothing (see the rockspec).
+    local pc = io.popen("find '" .. tree .. "' -name '*.pc'")
+    assert.are.equal("", pc:read("a"))
+    pc:close()
     -- The Lua module, where LuaRocks's own paths find it.
     status, out = cluster.sh(string.format(
       "eval \"$(luarocks --lua-version 5.4 --tree '%s' path)\" && lua5.4 -e 'print(require(\"clustershazbot\").version)'", tree))

@@ -1,0 +1,82 @@
+-- `clustershazbot serve` refuses a bad configuration: exit status 2, and its output names the
+-- variable and the value (the original library turned a bad number silently into NaN).
+
+local cluster = require "support.cluster"
+
+-- Starts `serve` with the environment of a good node changed by `extra` (false removes a
+-- variable); returns its exit status and its output.
+local function serve(extra)
+  local proc = cluster.spawn("serve", cluster.node_env(cluster.free_port(), nil, extra))
+  local status = cluster.wait_exit(proc, 10)
+  return status, cluster.read_log(proc)
+end
+
+local function refused(extra, ...)
+  local status, log = serve(extra)
+  assert.are.equal(2, status, log)
+  for _, text in ipairs({ ... }) do
+    assert.truthy(log:find(text, 1, true), "output does not name " .. text .. ":\n" .. log)
+  end
+end
+
+describe("clustershazbot serve", function()
+  after_each(function() cluster.cleanup() end)
+
+  for _, name in ipairs({ "SHAZBOT_SECRET", "SHAZBOT_CONTROL_SECRET", "SHAZBOT_BASE_URL", "SHAZBOT_MASTER_LIST",
+                          "SHAZBOT_MASTER_LIST_UPDATE", "SHAZBOT_MASTER_LIST_UPDATE_AUTH" }) do
+    it("exits with status 2 when " .. name .. " is missing, naming it", function()
+      refused({ [name] = false }, name, "missing")
+    end)
+  end
+
+  it("exits with status 2 when a required secret is empty", function()
+    refused({ SHAZBOT_SECRET = "" }, "SHAZBOT_SECRET", '""', "empty")
+    refused({ SHAZBOT_CONTROL_SECRET = "" }, "SHAZBOT_CONTROL_SECRET", '""', "empty")
+  end)
+
+  for _, case in ipairs({
+    { "SHAZBOT_GOSSIP_INTERVAL", "abc" }, { "SHAZBOT_GOSSIP_INTERVAL", "0" }, { "SHAZBOT_GOSSIP_INTERVAL", "-1" },
+    { "SHAZBOT_GOSSIP_INTERVAL", "" }, { "SHAZBOT_GOSSIP_INTERVAL", "nan" }, { "SHAZBOT_GOSSIP_INTERVAL", "1e400" },
+    { "SHAZBOT_GOSSIP_INTERVAL", "30s" }, { "SHAZBOT_GOSSIP_INTERVAL", " 30" },
+    { "SHAZBOT_MASTER_ANNOUNCE_MINIMUM", "soon" }, { "SHAZBOT_MASTER_ANNOUNCE_INTERVAL", "-5" },
+    { "SHAZBOT_MONITOR", "maybe" }, { "SHAZBOT_MONITOR", "1" }, { "SHAZBOT_MONITOR", "" },
+    { "SHAZBOT_UPDATE_MASTER_LIST_ON_SHUTDOWN", "yes" },
+    { "SHAZBOT_BASE_URL", "http://127.0.0.1:3000" }, { "SHAZBOT_BASE_URL", "ftp://127.0.0.1:3000/" },
+    { "SHAZBOT_BASE_URL", "127.0.0.1:3000/" },
+    { "SHAZBOT_LISTEN", "nowhere" }, { "SHAZBOT_LISTEN", "127.0.0.1:70000" },
+    { "SHAZBOT_MAX_BODY", "12kb" }, { "SHAZBOT_MAX_BODY", "10" },
+    { "SHAZBOT_LOG_LEVEL", "loud" },
+  }) do
+    it(string.format("exits with status 2 on %s=%q, naming the variable and the value", case[1], case[2]), function()
+      refused({ [case[1]] = case[2] }, case[1], '"' .. case[2] .. '"')
+    end)
+  end
+
+  it("accepts case-insensitive booleans and fractional seconds", function()
+    local node = cluster.start_node(nil, { SHAZBOT_MONITOR = "TRUE", SHAZBOT_GOSSIP_INTERVAL = "0.5",
+                                           SHAZBOT_UPDATE_MASTER_LIST_ON_SHUTDOWN = "False" })
+    assert.is_true(cluster.view(node).online[node.url].monitor)
+  end)
+
+  it("takes huge intervals as 'rarely', not as 'at once'", function()
+    -- 1e300 s used to reach the timers as a negative timeout: gossip rounds and announcements
+    -- back to back, tens of thousands a second, each one counting a policy failure.
+    local node = cluster.start_node(nil, { SHAZBOT_GOSSIP_INTERVAL = "1e300", SHAZBOT_MASTER_ANNOUNCE_MINIMUM = "1e300",
+                                           SHAZBOT_MASTER_ANNOUNCE_INTERVAL = "1e300" })
+    for _ = 1, 20 do
+      local status, happy = cluster.json("GET", node.url .. "happy")
+      assert.are.equal(200, status)
+      -- The default delay hooks refuse a delay of over a day once each, at start.
+      assert.is_true(happy.extensions.clustershazbot.policyFailures <= 2, happy.extensions.clustershazbot.policyFailures)
+    end
+    assert.is_true(#cluster.read_log(node.proc) < 4096, cluster.read_log(node.proc):sub(1, 2000))
+  end)
+
+  it("exits with status 1 (not 2) when it cannot listen, naming the address", function()
+    local node = cluster.start_node(nil)
+    local taken = "127.0.0.1:" .. node.port
+    local status, log = serve({ SHAZBOT_LISTEN = taken })
+    assert.are.equal(1, status, log)
+    assert.truthy(log:find(taken, 1, true), log)
+  end)
+end)
