@@ -9,6 +9,7 @@
 #include "membership.h"
 #include "policy.h"
 #include "transfer.h"
+#include "wire.h"
 
 #include <stdint.h>
 
@@ -51,9 +52,10 @@ int64_t engine_now_ms(void);
 
 /* Handlers shared by the C API and evhttp: write the answer body into `out`, return the HTTP
  * status. */
-int requests_gossip(shazbot *node, const char *auth, const char *body, size_t len, buf *out);
+int requests_gossip(shazbot *node, const char *auth, const wire_chunk *body, size_t chunks, buf *out);
 int requests_list(shazbot *node, const char *auth, buf *out);
-int requests_control(shazbot *node, const char *auth, const char *body, size_t len, buf *out);
+int requests_control(shazbot *node, const char *auth, const wire_chunk *body, size_t chunks,
+                     buf *out);
 int requests_happy(shazbot *node, const char *auth, bool quick, buf *out);
 /* Counts one answer of `status` in the per-second figures. */
 void requests_count(shazbot *node, int status);

@@ -61,12 +61,39 @@ static void reply_error(shazbot *node, struct evhttp_request *req, int status, c
     reply(node, req, status, &b);
 }
 
-/* The request body, contiguous. */
-static const char *request_body(struct evhttp_request *req, size_t *len) {
+/* The request body as the pieces the input buffer holds it in. libevent 2.1 reads at most
+ * 4 KiB a call, so a large body lies in hundreds of pieces, and joining them first
+ * (evbuffer_pullup) copied it whole; the parser reads them where they are. */
+typedef struct body_pieces {
+    wire_chunk *chunks; /* `few`, or allocated for a large body */
+    size_t count;
+    wire_chunk few[8];
+} body_pieces;
+
+static bool body_pieces_get(struct evhttp_request *req, body_pieces *b) {
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
-    *len = evbuffer_get_length(in);
-    const char *data = *len ? (const char *)evbuffer_pullup(in, -1) : "";
-    return data ? data : "";
+    int n = evbuffer_peek(in, -1, NULL, NULL, 0);
+    b->chunks = b->few;
+    b->count = n > 0 ? (size_t)n : 0;
+    struct evbuffer_iovec few[8], *vec = few;
+    if (b->count > 8) {
+        b->chunks = malloc(b->count * sizeof *b->chunks);
+        vec = malloc(b->count * sizeof *vec);
+        if (!b->chunks || !vec) {
+            free(vec);
+            free(b->chunks);
+            b->chunks = NULL;
+            return false;
+        }
+    }
+    evbuffer_peek(in, -1, NULL, vec, n);
+    for (size_t i = 0; i < b->count; i++) b->chunks[i] = (wire_chunk){vec[i].iov_base, vec[i].iov_len};
+    if (vec != few) free(vec);
+    return true;
+}
+
+static void body_pieces_free(body_pieces *b) {
+    if (b->chunks != b->few) free(b->chunks);
 }
 
 typedef enum { ROUTE_GOSSIP, ROUTE_LIST, ROUTE_CONTROL, ROUTE_HAPPY, ROUTE_HAPPY_QUICK, ROUTE_NONE } route;
@@ -101,22 +128,20 @@ static void on_request(struct evhttp_request *req, void *arg) {
     }
     const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
     buf answer = {0}, *out = &answer;
-    size_t len;
-    const char *body;
+    body_pieces body;
+    if (post && !body_pieces_get(req, &body)) {
+        reply_error(node, req, 500, "out of memory");
+        return;
+    }
     int status;
     switch (r) {
-    case ROUTE_GOSSIP:
-        body = request_body(req, &len);
-        status = requests_gossip(node, auth, body, len, out);
-        break;
-    case ROUTE_CONTROL:
-        body = request_body(req, &len);
-        status = requests_control(node, auth, body, len, out);
-        break;
+    case ROUTE_GOSSIP: status = requests_gossip(node, auth, body.chunks, body.count, out); break;
+    case ROUTE_CONTROL: status = requests_control(node, auth, body.chunks, body.count, out); break;
     case ROUTE_LIST: status = requests_list(node, auth, out); break;
     case ROUTE_HAPPY: status = requests_happy(node, auth, false, out); break;
     default: status = requests_happy(node, auth, true, out); break;
     }
+    if (post) body_pieces_free(&body);
     reply(node, req, status, out);
 }
 

@@ -117,7 +117,8 @@ static void budget_end(policy *p, const budget_scope *scope) {
     lua_State *L = p->L;
     lua_sethook(L, scope->outer_hook, scope->outer_mask, scope->outer_count);
     p->calls--;
-    p->instructions += scope->outer_instructions; /* an outer call of ours paid for this one */
+    /* An outer call of ours, if any, paid for this one too. */
+    p->instructions = p->calls > 0 ? scope->outer_instructions + p->instructions : 0;
     if (scope->outer_policy) lua_pushlightuserdata(L, scope->outer_policy);
     else lua_pushnil(L);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &running_policy_key);

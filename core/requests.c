@@ -32,12 +32,12 @@ static void merge_message(shazbot *node, const wire_message *msg, int64_t now) {
         membership_merge(node->m, &msg->entries[i].e, msg->entries[i].status, now);
 }
 
-int requests_gossip(shazbot *node, const char *auth, const char *body, size_t len, buf *out) {
+int requests_gossip(shazbot *node, const char *auth, const wire_chunk *body, size_t chunks, buf *out) {
     if (!serving(node)) return error(out, 503, "engine not started");
     if (!secret_matches(auth, node->cfg.secret)) return error(out, 401, "wrong or missing secret");
     wire_message msg;
     char why[256];
-    if (!wire_parse(body, len, WIRE_GOSSIP, &msg, why, sizeof why)) return error(out, 400, why);
+    if (!wire_parse_chunks(body, chunks, WIRE_GOSSIP, &msg, why, sizeof why)) return error(out, 400, why);
     int64_t now = engine_now_ms();
     membership_refresh_self(node->m, now);
     merge_message(node, &msg, now);
@@ -53,13 +53,14 @@ int requests_list(shazbot *node, const char *auth, buf *out) {
     return 200;
 }
 
-int requests_control(shazbot *node, const char *auth, const char *body, size_t len, buf *out) {
+int requests_control(shazbot *node, const char *auth, const wire_chunk *body, size_t chunks,
+                     buf *out) {
     if (!serving(node)) return error(out, 503, "engine not started");
     if (!secret_matches(auth, node->cfg.control_secret))
         return error(out, 401, "wrong or missing control secret");
     wire_message msg;
     char why[256];
-    if (!wire_parse(body, len, WIRE_CONTROL, &msg, why, sizeof why)) return error(out, 400, why);
+    if (!wire_parse_chunks(body, chunks, WIRE_CONTROL, &msg, why, sizeof why)) return error(out, 400, why);
     membership_set_self_online(node->m, msg.control_online, engine_now_ms());
     wire_message_free(&msg);
     buf_add_str(out, "{\"success\":true}");
@@ -134,7 +135,8 @@ static void respond(shazbot *node, int status, buf *b, shazbot_response *out) {
 void shazbot_gossip_request(shazbot *node, const char *auth, const char *body, size_t body_len,
                             shazbot_response *out) {
     buf b = {0};
-    respond(node, requests_gossip(node, auth, body ? body : "", body ? body_len : 0, &b), &b, out);
+    wire_chunk whole = {body ? body : "", body ? body_len : 0};
+    respond(node, requests_gossip(node, auth, &whole, 1, &b), &b, out);
 }
 
 void shazbot_list_request(shazbot *node, const char *auth, shazbot_response *out) {
@@ -145,7 +147,8 @@ void shazbot_list_request(shazbot *node, const char *auth, shazbot_response *out
 void shazbot_control_request(shazbot *node, const char *auth, const char *body,
                              size_t body_len, shazbot_response *out) {
     buf b = {0};
-    respond(node, requests_control(node, auth, body ? body : "", body ? body_len : 0, &b), &b, out);
+    wire_chunk whole = {body ? body : "", body ? body_len : 0};
+    respond(node, requests_control(node, auth, &whole, 1, &b), &b, out);
 }
 
 void shazbot_happy_request(shazbot *node, const char *auth, int quick, shazbot_response *out) {

@@ -35,7 +35,7 @@ function M.init_worker(opts, library)
 
   local function drive(premature)
     if premature then
-      node:shutdown()
+      if node:is_running() then node:shutdown() end
       node:close()
       return
     end
@@ -43,6 +43,7 @@ function M.init_worker(opts, library)
   end
 
   local patience_ends = ngx.now() + LISTEN_PATIENCE_SECONDS
+  local waiting = false
   local function begin(premature)
     if premature then -- nginx stops before the engine ever started
       node:close()
@@ -50,12 +51,11 @@ function M.init_worker(opts, library)
     end
     local listening, why = pcall(node.listen, node)
     if not listening then
-      if ngx.now() < patience_ends then
-        if not M.waited then ngx.log(ngx.NOTICE, "clustershazbot: waiting for the engine's port: ", why) end
-        M.waited = true
-        ngx.timer.at(LISTEN_RETRY_SECONDS, begin)
-      else
-        ngx.log(ngx.ALERT, why)
+      if not waiting then ngx.log(ngx.NOTICE, "clustershazbot: waiting for the engine's port: ", why) end
+      waiting = true
+      local retrying, err = ngx.now() < patience_ends and ngx.timer.at(LISTEN_RETRY_SECONDS, begin)
+      if not retrying then
+        ngx.log(ngx.ALERT, "clustershazbot: the engine cannot listen: ", err or why)
         node:close()
       end
       return

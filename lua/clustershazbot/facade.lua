@@ -19,11 +19,9 @@
 --   version, and unsupported = { name = why } for what a backend cannot offer (functions
 --   above, or policy_functions: hooks given as a table of functions).
 --
--- fail(call, why, level) raises at `level` as error() counts from fail's caller: 2 is the
--- caller's caller, the host's line for a method.
---
 -- Errors name the call (`clustershazbot: node:start(): ...`, `clustershazbot.new(): ...`) and
--- point at the caller's line.
+-- point at the host's line: the `level` arguments below count as error() does, from the
+-- function that passes them (2: its caller).
 
 local facade = {}
 

@@ -43,6 +43,18 @@ static merge_result merge_monitor(membership *m, const char *url, int64_t last_u
 
 static member *find(membership *m, const char *url) { return membership_find(m, url, strlen(url)); }
 
+/* The record for `url`, or when there is none a stand-in that matches no expectation (no
+ * status, the oldest time), so that a missing record fails the checks instead of crashing. */
+static const member *get(membership *m, const char *url) {
+    static member missing;
+    missing.status = (member_status)-1;
+    missing.last_update = INT64_MIN;
+    missing.monitor = false;
+    const member *r = find(m, url);
+    if (!r) fprintf(stderr, "    (no record for %s)\n", url);
+    return r ? r : &missing;
+}
+
 /* Every record is reachable through the table and sits where its index says. */
 static bool consistent(const membership *m) {
     for (size_t i = 0; i < m->count; i++) {
@@ -57,48 +69,48 @@ static bool consistent(const membership *m) {
 static void test_no_resurrection(void) {
     membership *m = fresh();
     CHECK_INT(merge(m, PEER, 2000, MEMBER_OFFLINE), MERGE_INSERTED);
-    CHECK_INT(find(m, PEER)->status, MEMBER_OFFLINE);
+    CHECK_INT(get(m, PEER)->status, MEMBER_OFFLINE);
 
     CHECK_INT(merge(m, PEER, 1999, MEMBER_ONLINE), MERGE_KEPT); /* older: the dead stay dead */
-    CHECK_INT(find(m, PEER)->status, MEMBER_OFFLINE);
-    CHECK_INT(find(m, PEER)->last_update, 2000);
+    CHECK_INT(get(m, PEER)->status, MEMBER_OFFLINE);
+    CHECK_INT(get(m, PEER)->last_update, 2000);
 
     CHECK_INT(merge(m, PEER, 0, MEMBER_ONLINE), MERGE_KEPT); /* a master list's 0 neither */
-    CHECK_INT(find(m, PEER)->status, MEMBER_OFFLINE);
+    CHECK_INT(get(m, PEER)->status, MEMBER_OFFLINE);
 
     CHECK_INT(merge(m, PEER, 2000, MEMBER_ONLINE), MERGE_KEPT); /* a tie keeps what is there */
-    CHECK_INT(find(m, PEER)->status, MEMBER_OFFLINE);
-    CHECK_INT(find(m, PEER)->last_update, 2000);
+    CHECK_INT(get(m, PEER)->status, MEMBER_OFFLINE);
+    CHECK_INT(get(m, PEER)->last_update, 2000);
 
     CHECK_INT(merge(m, PEER, 2001, MEMBER_ONLINE), MERGE_UPDATED); /* newer: back online */
-    CHECK_INT(find(m, PEER)->status, MEMBER_ONLINE);
-    CHECK_INT(find(m, PEER)->last_update, 2001);
+    CHECK_INT(get(m, PEER)->status, MEMBER_ONLINE);
+    CHECK_INT(get(m, PEER)->last_update, 2001);
 
     /* The other way: an online record is replaced by a newer offline entry... */
     CHECK_INT(merge(m, OTHER, 5000, MEMBER_ONLINE), MERGE_INSERTED);
     CHECK_INT(merge(m, OTHER, 5001, MEMBER_OFFLINE), MERGE_UPDATED);
-    CHECK_INT(find(m, OTHER)->status, MEMBER_OFFLINE);
-    CHECK_INT(find(m, OTHER)->last_update, 5001);
+    CHECK_INT(get(m, OTHER)->status, MEMBER_OFFLINE);
+    CHECK_INT(get(m, OTHER)->last_update, 5001);
     /* ...but not by an older or equally old one. */
     CHECK_INT(merge(m, PEER, 2000, MEMBER_OFFLINE), MERGE_KEPT);
     CHECK_INT(merge(m, PEER, 2001, MEMBER_OFFLINE), MERGE_KEPT);
-    CHECK_INT(find(m, PEER)->status, MEMBER_ONLINE);
-    CHECK_INT(find(m, PEER)->last_update, 2001);
+    CHECK_INT(get(m, PEER)->status, MEMBER_ONLINE);
+    CHECK_INT(get(m, PEER)->last_update, 2001);
 
     /* Same status, newer: the record follows (monitor flag included). */
     CHECK_INT(merge_monitor(m, PEER, 3000, true, MEMBER_ONLINE), MERGE_UPDATED);
-    CHECK_INT(find(m, PEER)->last_update, 3000);
-    CHECK(find(m, PEER)->monitor);
+    CHECK_INT(get(m, PEER)->last_update, 3000);
+    CHECK(get(m, PEER)->monitor);
     CHECK_INT(merge(m, OTHER, 6000, MEMBER_OFFLINE), MERGE_UPDATED);
-    CHECK_INT(find(m, OTHER)->last_update, 6000);
-    CHECK_INT(find(m, OTHER)->status, MEMBER_OFFLINE);
+    CHECK_INT(get(m, OTHER)->last_update, 6000);
+    CHECK_INT(get(m, OTHER)->status, MEMBER_OFFLINE);
 
     /* The measured failure of the original: a peer is moved offline here, then another peer
      * relays the online entry it still holds. The dead peer stays offline. */
     CHECK(membership_mark_offline(m, PEER, strlen(PEER), NOW));
     CHECK_INT(merge(m, PEER, 3000, MEMBER_ONLINE), MERGE_KEPT);
     CHECK_INT(merge(m, PEER, NOW, MEMBER_ONLINE), MERGE_KEPT);
-    CHECK_INT(find(m, PEER)->status, MEMBER_OFFLINE);
+    CHECK_INT(get(m, PEER)->status, MEMBER_OFFLINE);
     CHECK_INT(membership_count(m, MEMBER_ONLINE), 1);
     CHECK_INT(membership_count(m, MEMBER_OFFLINE), 2);
     membership_free(m);
@@ -110,15 +122,15 @@ static void test_ties_keep(void) {
     CHECK_INT(merge_monitor(m, PEER, 5000, true, MEMBER_ONLINE), MERGE_INSERTED);
     CHECK_INT(merge_monitor(m, PEER, 5000, false, MEMBER_OFFLINE), MERGE_KEPT);
     CHECK_INT(merge_monitor(m, PEER, 5000, false, MEMBER_ONLINE), MERGE_KEPT);
-    CHECK(find(m, PEER)->monitor);
-    CHECK_INT(find(m, PEER)->status, MEMBER_ONLINE);
-    CHECK_INT(find(m, PEER)->last_update, 5000);
+    CHECK(get(m, PEER)->monitor);
+    CHECK_INT(get(m, PEER)->status, MEMBER_ONLINE);
+    CHECK_INT(get(m, PEER)->last_update, 5000);
 
     CHECK_INT(merge_monitor(m, OTHER, 7000, false, MEMBER_OFFLINE), MERGE_INSERTED);
     CHECK_INT(merge_monitor(m, OTHER, 7000, true, MEMBER_ONLINE), MERGE_KEPT);
     CHECK_INT(merge_monitor(m, OTHER, 7000, true, MEMBER_OFFLINE), MERGE_KEPT);
-    CHECK(!find(m, OTHER)->monitor);
-    CHECK_INT(find(m, OTHER)->status, MEMBER_OFFLINE);
+    CHECK(!get(m, OTHER)->monitor);
+    CHECK_INT(get(m, OTHER)->status, MEMBER_OFFLINE);
     membership_free(m);
 }
 
@@ -199,19 +211,19 @@ static void test_future_skew(void) {
     CHECK(find(m, PEER) == NULL);
 
     CHECK_INT(merge(m, PEER, NOW + SKEW, MEMBER_ONLINE), MERGE_INSERTED); /* at the limit: fine */
-    CHECK_INT(find(m, PEER)->last_update, NOW + SKEW);
+    CHECK_INT(get(m, PEER)->last_update, NOW + SKEW);
     CHECK_INT(merge(m, OTHER, NOW + 1000, MEMBER_ONLINE), MERGE_INSERTED); /* within: fine */
 
     /* A skipped entry leaves a known record alone, even if it is "newer". */
     CHECK_INT(merge(m, PEER, NOW + 10 * SKEW, MEMBER_OFFLINE), MERGE_SKIPPED_FUTURE);
-    CHECK_INT(find(m, PEER)->status, MEMBER_ONLINE);
-    CHECK_INT(find(m, PEER)->last_update, NOW + SKEW);
+    CHECK_INT(get(m, PEER)->status, MEMBER_ONLINE);
+    CHECK_INT(get(m, PEER)->last_update, NOW + SKEW);
     CHECK_INT(m->stats.skipped_future, 3);
     CHECK_INT(m->stats.skipped_url + m->stats.skipped_time, 0);
 
     /* The limit moves with the clock: the same entry is fine a minute later. */
     CHECK_INT(merge_at(m, PEER, NOW + SKEW + 60000, MEMBER_OFFLINE, NOW + 60000), MERGE_UPDATED);
-    CHECK_INT(find(m, PEER)->status, MEMBER_OFFLINE);
+    CHECK_INT(get(m, PEER)->status, MEMBER_OFFLINE);
 
     /* With no skew allowed, one millisecond ahead is too much. */
     membership *strict = membership_new(SELF, false, NOW, 0);
@@ -225,15 +237,15 @@ static void test_future_skew(void) {
 static void test_old_timestamps_bootstrap(void) {
     membership *m = fresh();
     CHECK_INT(merge(m, PEER, 0, MEMBER_ONLINE), MERGE_INSERTED);
-    CHECK_INT(find(m, PEER)->status, MEMBER_ONLINE);
-    CHECK_INT(find(m, PEER)->last_update, 0);
+    CHECK_INT(get(m, PEER)->status, MEMBER_ONLINE);
+    CHECK_INT(get(m, PEER)->last_update, 0);
     CHECK_INT(merge(m, OTHER, 0, MEMBER_OFFLINE), MERGE_INSERTED);
-    CHECK_INT(find(m, OTHER)->status, MEMBER_OFFLINE);
+    CHECK_INT(get(m, OTHER)->status, MEMBER_OFFLINE);
     CHECK_INT(merge(m, "http://older.test/", -5, MEMBER_ONLINE), MERGE_INSERTED);
     CHECK_INT(m->count, 4);
     /* And the first real news about it replaces the bootstrap entry. */
     CHECK_INT(merge(m, PEER, 1, MEMBER_ONLINE), MERGE_UPDATED);
-    CHECK_INT(find(m, PEER)->last_update, 1);
+    CHECK_INT(get(m, PEER)->last_update, 1);
     CHECK_INT(m->stats.skipped_url + m->stats.skipped_time + m->stats.skipped_future, 0);
     membership_free(m);
 }
@@ -308,8 +320,8 @@ static void test_invalid_entries(void) {
     CHECK_INT(merge(m, PEER, 1000, MEMBER_ONLINE), MERGE_INSERTED);
     e.last_update = 5000;
     CHECK_INT(membership_merge(m, &e, MEMBER_OFFLINE, NOW), MERGE_SKIPPED_TIME);
-    CHECK_INT(find(m, PEER)->status, MEMBER_ONLINE);
-    CHECK_INT(find(m, PEER)->last_update, 1000);
+    CHECK_INT(get(m, PEER)->status, MEMBER_ONLINE);
+    CHECK_INT(get(m, PEER)->last_update, 1000);
 
     CHECK(membership_url_valid("https://[::1]:8443/base/", 24));
     CHECK(membership_url_valid("http://a/", 9));
@@ -398,28 +410,28 @@ static void test_mark_offline(void) {
     membership *m = fresh();
     merge_monitor(m, PEER, NOW - 10, true, MEMBER_ONLINE);
     CHECK(membership_mark_offline(m, PEER, strlen(PEER), NOW));
-    CHECK_INT(find(m, PEER)->status, MEMBER_OFFLINE);
-    CHECK_INT(find(m, PEER)->last_update, NOW);
-    CHECK(find(m, PEER)->monitor); /* what it is does not change */
+    CHECK_INT(get(m, PEER)->status, MEMBER_OFFLINE);
+    CHECK_INT(get(m, PEER)->last_update, NOW);
+    CHECK(get(m, PEER)->monitor); /* what it is does not change */
     CHECK(!membership_mark_offline(m, SELF, strlen(SELF), NOW));
     CHECK_INT(m->self->status, MEMBER_ONLINE);
     CHECK(!membership_mark_offline(m, "http://unknown.test/", 20, NOW));
     CHECK(find(m, "http://unknown.test/") == NULL);
     /* The stale online entry of the failed peer, still held by others, is refused. */
     CHECK_INT(merge(m, PEER, NOW - 10, MEMBER_ONLINE), MERGE_KEPT);
-    CHECK_INT(find(m, PEER)->status, MEMBER_OFFLINE);
+    CHECK_INT(get(m, PEER)->status, MEMBER_OFFLINE);
 
     /* A peer whose clock runs ahead: its record is newer than our now. Marking it still wins
      * over the entry it last sent, or the next relay of that entry would bring it back. */
     merge(m, OTHER, NOW + 1000, MEMBER_ONLINE);
     CHECK(membership_mark_offline(m, OTHER, strlen(OTHER), NOW));
-    CHECK_INT(find(m, OTHER)->status, MEMBER_OFFLINE);
-    CHECK(find(m, OTHER)->last_update > NOW + 1000);
+    CHECK_INT(get(m, OTHER)->status, MEMBER_OFFLINE);
+    CHECK(get(m, OTHER)->last_update > NOW + 1000);
     CHECK_INT(merge(m, OTHER, NOW + 1000, MEMBER_ONLINE), MERGE_KEPT);
-    CHECK_INT(find(m, OTHER)->status, MEMBER_OFFLINE);
+    CHECK_INT(get(m, OTHER)->status, MEMBER_OFFLINE);
     /* The peer itself, alive after all, refreshes and comes back with a newer entry. */
     CHECK_INT(merge(m, OTHER, NOW + 5000, MEMBER_ONLINE), MERGE_UPDATED);
-    CHECK_INT(find(m, OTHER)->status, MEMBER_ONLINE);
+    CHECK_INT(get(m, OTHER)->status, MEMBER_ONLINE);
     membership_free(m);
 }
 
