@@ -3,25 +3,46 @@
 # 10 s) at 100, 1,000 and 10,000 records, and the RSS of an idle node holding 20 records.
 #
 #   bench/gossip_bench.sh [path/to/clustershazbot]     default: a Release build in build-bench/
+#   RUNS=3 bench/gossip_bench.sh                       each configuration 3 times (default 1)
 #
-# Everything runs on 127.0.0.1 and is stopped on exit.
+# Everything runs on 127.0.0.1, every step is bounded in time, and whatever the script started
+# is stopped on exit. The nodes never gossip or announce during a run (both timers are set to
+# an hour), and the records they are given name loopback addresses only (make_body.lua).
 set -euo pipefail
+case ${1:-} in "" | /*) bin=${1:-} ;; *) bin=$PWD/$1 ;; esac
 cd "$(dirname "$0")/.."
-bin=${1:-build-bench/clustershazbot}
+bin=${bin:-$PWD/build-bench/clustershazbot}
+runs=${RUNS:-1}
 if [ ! -x "$bin" ]; then
-  cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null
-  cmake --build build-bench -j"$(nproc)" >/dev/null
+  [ -z "${1:-}" ] || { echo "no program at $bin" >&2; exit 2; }
+  echo "building $bin (Release)..." >&2
+  timeout 600 cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null
+  timeout 600 cmake --build build-bench -j"$(nproc)" >/dev/null
 fi
-command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
+for tool in wrk curl lua5.4; do
+  command -v $tool >/dev/null || { echo "$tool is missing (Debian packages wrk, curl, lua5.4, lua-socket)" >&2; exit 2; }
+done
 
 work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+pids=() # still running
+# SIGKILL, not SIGTERM: a node that leaves gracefully first tells its peers goodbye, and its
+# peers here are made-up records; there is nothing to measure in that.
+stop() {
+  kill -KILL "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+  local left=() p
+  for p in "${pids[@]}"; do [ "$p" = "$1" ] || left+=("$p"); done
+  pids=("${left[@]}")
+}
+cleanup() {
+  for p in "${pids[@]}"; do stop "$p"; done
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 # A free port below the kernel's ephemeral range, which outgoing connections draw from.
 free_port() {
-  lua5.4 -e 'local socket = require "socket"
+  timeout 10 lua5.4 -e 'local socket = require "socket"
     for _ = 1, 1000 do
       local p = math.random(20000, 32000)
       local s = socket.bind("127.0.0.1", p)
@@ -29,53 +50,71 @@ free_port() {
     end
     error("no free port")'
 }
-wait_up() { for _ in $(seq 100); do curl -sf "$1" >/dev/null && return 0; sleep 0.05; done; echo "no answer from $1" >&2; exit 1; }
+wait_up() {
+  for _ in $(seq 100); do curl -sf -m 1 -o /dev/null "$1" && return 0; sleep 0.05; done
+  echo "no answer from $1 (logs in $work)" >&2
+  exit 1
+}
 
 store_port=$(free_port)
 "$bin" store --listen "127.0.0.1:$store_port" --file "$work/list.json" --auth bench >"$work/store.log" 2>&1 &
 pids+=($!)
 wait_up "http://127.0.0.1:$store_port/"
 
-# Starts a quiet node (no gossip rounds or announcements during the run) and sets port and
-# pid. Not in a subshell, so that cleanup knows the pid.
+# Starts a quiet node and sets `port` and `pid`. Not in a subshell, so that cleanup knows
+# the pid.
 start_node() {
   port=$(free_port)
   env SHAZBOT_SECRET=bench SHAZBOT_CONTROL_SECRET=bench-control \
       SHAZBOT_BASE_URL="http://127.0.0.1:$port/" SHAZBOT_LISTEN="127.0.0.1:$port" \
-      SHAZBOT_MASTER_LIST="http://127.0.0.1:$store_port/" SHAZBOT_MASTER_LIST_UPDATE="http://127.0.0.1:$store_port/" \
+      SHAZBOT_MASTER_LIST="http://127.0.0.1:$store_port/" \
+      SHAZBOT_MASTER_LIST_UPDATE="http://127.0.0.1:$store_port/" \
       SHAZBOT_MASTER_LIST_UPDATE_AUTH=bench SHAZBOT_GOSSIP_INTERVAL=3600 \
-      SHAZBOT_MASTER_ANNOUNCE_MINIMUM=3600 SHAZBOT_MAX_BODY=67108864 SHAZBOT_LOG_LEVEL=error \
+      SHAZBOT_MASTER_ANNOUNCE_MINIMUM=3600 SHAZBOT_MASTER_ANNOUNCE_INTERVAL=3600 \
+      SHAZBOT_MAX_BODY=67108864 SHAZBOT_LOG_LEVEL=error \
       "$bin" serve >>"$work/nodes.log" 2>&1 &
   pid=$!
   pids+=("$pid")
   wait_up "http://127.0.0.1:$port/clustershazbot/list"
 }
 
-post() { curl -sf -o /dev/null -H "Authorization: bench" --data-binary "@$2" "http://127.0.0.1:$1/clustershazbot/gossip"; }
+# Gives the node the records of body file $2, so that the run measures a node that holds them.
+post() {
+  curl -sf -m 30 -o /dev/null -H "Authorization: bench" -H "Content-Type: application/json" \
+       --data-binary "@$2" "http://127.0.0.1:$1/clustershazbot/gossip" ||
+    { echo "the node refused $2 (logs in $work)" >&2; exit 1; }
+}
 
 printf "%-8s %10s %12s %10s\n" records "body bytes" "requests/s" "p99 ms"
 for records in 100 1000 10000; do
-  start_node
   body="$work/body-$records.json"
-  lua5.4 bench/make_body.lua "$records" >"$body"
-  post "$port" "$body"
-  result=$(BODY_FILE="$body" SECRET=bench timeout 60 wrk -t1 -c16 -d10s --latency -s bench/gossip.lua \
-             "http://127.0.0.1:$port/clustershazbot/gossip" | awk '/^RESULT/ {print $2, $3, $4, $5}')
-  read -r rps p99 bad_status socket_errors <<<"$result"
-  printf "%-8s %10s %12s %10s" "$records" "$(stat -c %s "$body")" "$rps" "$p99"
-  [ "$bad_status$socket_errors" = "00" ] || printf "   (non-2xx: %s, socket errors: %s)" "$bad_status" "$socket_errors"
-  echo
-  kill "$pid"
+  timeout 60 lua5.4 bench/make_body.lua "$records" >"$body"
+  for _ in $(seq "$runs"); do
+    start_node
+    post "$port" "$body"
+    result=$(BODY_FILE="$body" SECRET=bench timeout 60 wrk -t1 -c16 -d10s --latency -s bench/gossip.lua \
+               "http://127.0.0.1:$port/clustershazbot/gossip" | awk '/^RESULT/ {print $2, $3, $4, $5}')
+    [ -n "$result" ] || { echo "wrk failed against $records records (logs in $work)" >&2; exit 1; }
+    read -r rps p99 bad_status socket_errors <<<"$result"
+    printf "%-8s %10s %12s %10s" "$records" "$(stat -c %s "$body")" "$rps" "$p99"
+    [ "$bad_status$socket_errors" = "00" ] || printf "   (non-2xx: %s, socket errors: %s)" "$bad_status" "$socket_errors"
+    echo
+    stop "$pid"
+  done
 done
 
-start_node
-lua5.4 bench/make_body.lua 20 >"$work/body-20.json"
-post "$port" "$work/body-20.json"
-sleep 1 # idle: let the node settle after the request
-rss_kb=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
-anon_kb=$(awk '/^RssAnon/ {print $2}' "/proc/$pid/status")
-pss_kb=$(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup")
-printf "idle node, 20 records: RSS %d KB (%.2f MB); private (RssAnon) %d KB; PSS %d KB\n" \
-  "$rss_kb" "$(echo "$rss_kb / 1024" | bc -l)" "$anon_kb" "$pss_kb"
+for _ in $(seq "$runs"); do
+  start_node
+  timeout 60 lua5.4 bench/make_body.lua 20 >"$work/body-20.json"
+  post "$port" "$work/body-20.json"
+  sleep 1 # idle: let the node settle after the request
+  rss_kb=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
+  anon_kb=$(awk '/^RssAnon/ {print $2}' "/proc/$pid/status")
+  pss_kb=$(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup")
+  printf "idle node, 20 records: RSS %d KB (%.2f MB); private (RssAnon) %d KB; PSS %d KB\n" \
+    "$rss_kb" "$(awk -v kb="$rss_kb" 'BEGIN { print kb / 1024 }')" "$anon_kb" "$pss_kb"
+  stop "$pid"
+done
 # The floor: what linking the same libraries costs a program that does nothing else.
-if [ -x build-bench/bench_rss_floor ]; then build-bench/bench_rss_floor; fi
+floor=$(dirname "$bin")/bench_rss_floor
+[ ! -x "$floor" ] || timeout 10 "$floor"

@@ -63,8 +63,7 @@ static bool merge_answer(shazbot *node, const transfer_result *r, wire_kind kind
         return false;
     }
     int64_t now = engine_now_ms();
-    for (size_t i = 0; i < msg.count; i++)
-        membership_merge(node->m, &msg.entries[i].e, msg.entries[i].status, now);
+    membership_merge_all(node->m, msg.entries, msg.count, now);
     wire_message_free(&msg);
     return true;
 }

@@ -147,12 +147,15 @@ bool membership_url_valid(const char *url, size_t len) {
     return true;
 }
 
-member *membership_find(const membership *m, const char *url, size_t len) {
+static member *find_hashed(const membership *m, const char *url, size_t len, uint64_t h) {
     if (!m->bucket_count) return NULL;
-    uint64_t h = url_hash(url, len);
     for (member *r = m->buckets[h & (m->bucket_count - 1)]; r; r = r->hash_next)
         if (r->hash == h && r->url_len == len && memcmp(r->base_url, url, len) == 0) return r;
     return NULL;
+}
+
+member *membership_find(const membership *m, const char *url, size_t len) {
+    return find_hashed(m, url, len, url_hash(url, len));
 }
 
 static void set_record(membership *m, member *r, bool monitor, int64_t last_update, member_status s) {
@@ -171,11 +174,12 @@ static void stamp_self(membership *m, member_status s, int64_t at_least) {
     set_record(m, self, self->monitor, stamp, s);
 }
 
-merge_result membership_merge(membership *m, const member_entry *e, member_status s,
-                              int64_t now_ms) {
+/* membership_merge, given the hash of e->base_url. */
+static merge_result merge_hashed(membership *m, const member_entry *e, member_status s,
+                                 int64_t now_ms, uint64_t hash) {
     /* A known baseUrl was valid when it was inserted: only unknown ones need the check, which
      * keeps the common case (a peer repeating what we know) to one hash lookup. */
-    member *r = membership_find(m, e->base_url, e->url_len);
+    member *r = find_hashed(m, e->base_url, e->url_len, hash);
     if (!r && !membership_url_valid(e->base_url, e->url_len)) {
         m->stats.skipped_url++;
         return MERGE_SKIPPED_URL;
@@ -208,6 +212,50 @@ merge_result membership_merge(membership *m, const member_entry *e, member_statu
         return MERGE_UPDATED;
     }
     return MERGE_KEPT;
+}
+
+merge_result membership_merge(membership *m, const member_entry *e, member_status s,
+                              int64_t now_ms) {
+    return merge_hashed(m, e, s, now_ms, url_hash(e->base_url, e->url_len));
+}
+
+/* Merging a large message is bound by memory rather than by work: once the state outgrows
+ * the cache (10,000 records beside the buffers of many connections), each entry's bucket and
+ * then the record it leads to are cache misses, one after the other. So the loop asks for
+ * them ahead of their turn: the bucket of the entry 2 * MERGE_AHEAD places ahead, and the
+ * record of the entry MERGE_AHEAD places ahead, whose bucket has arrived by then. Only hints:
+ * a prefetch made stale by an insertion just fetches something useless. */
+#define MERGE_AHEAD 8
+
+/* There is always a bucket array: the own record is in it from membership_new on. */
+static member **bucket_of(const membership *m, uint64_t hash) {
+    return &m->buckets[hash & (m->bucket_count - 1)];
+}
+
+void membership_merge_all(membership *m, const member_update *u, size_t count, int64_t now_ms) {
+    /* The hashes of entries i .. i + 2 * MERGE_AHEAD - 1, by position modulo the window. */
+    enum { WINDOW = 2 * MERGE_AHEAD };
+    uint64_t hashes[WINDOW];
+    for (size_t j = 0; j < count && j < WINDOW; j++) {
+        hashes[j] = url_hash(u[j].e.base_url, u[j].e.url_len);
+        __builtin_prefetch(bucket_of(m, hashes[j]));
+    }
+    for (size_t i = 0; i < count; i++) {
+        uint64_t hash = hashes[i % WINDOW];
+        size_t far = i + WINDOW, near = i + MERGE_AHEAD;
+        if (far < count) {
+            hashes[far % WINDOW] = url_hash(u[far].e.base_url, u[far].e.url_len);
+            __builtin_prefetch(bucket_of(m, hashes[far % WINDOW]));
+        }
+        if (near < count) {
+            const member *r = *bucket_of(m, hashes[near % WINDOW]);
+            if (r) {
+                __builtin_prefetch(r);
+                __builtin_prefetch(r->base_url); /* past the first cache line */
+            }
+        }
+        merge_hashed(m, &u[i].e, u[i].status, now_ms, hash);
+    }
 }
 
 void membership_refresh_self(membership *m, int64_t now_ms) {

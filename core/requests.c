@@ -27,11 +27,6 @@ static bool serving(const shazbot *node) {
     return node->state == NODE_RUNNING || node->state == NODE_STOPPING;
 }
 
-static void merge_message(shazbot *node, const wire_message *msg, int64_t now) {
-    for (size_t i = 0; i < msg->count; i++)
-        membership_merge(node->m, &msg->entries[i].e, msg->entries[i].status, now);
-}
-
 int requests_gossip(shazbot *node, const char *auth, const wire_chunk *body, size_t chunks, buf *out) {
     if (!serving(node)) return error(out, 503, "engine not started");
     if (!secret_matches(auth, node->cfg.secret)) return error(out, 401, "wrong or missing secret");
@@ -40,7 +35,7 @@ int requests_gossip(shazbot *node, const char *auth, const wire_chunk *body, siz
     if (!wire_parse_chunks(body, chunks, WIRE_GOSSIP, &msg, why, sizeof why)) return error(out, 400, why);
     int64_t now = engine_now_ms();
     membership_refresh_self(node->m, now);
-    merge_message(node, &msg, now);
+    membership_merge_all(node->m, msg.entries, msg.count, now);
     wire_message_free(&msg);
     wire_write_list(out, node->m, WIRE_WITH_MESSAGE | WIRE_WITH_OFFLINE);
     return 200;

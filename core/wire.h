@@ -17,10 +17,8 @@ typedef enum {
     WIRE_CONTROL, /* {"message":"control","online":true|false} */
 } wire_kind;
 
-typedef struct wire_entry {
-    member_entry e;
-    member_status status; /* the list it arrived in */
-} wire_entry;
+/* An entry as parsed: the record and the list it arrived in. */
+typedef member_update wire_entry;
 
 typedef struct wire_message {
     wire_entry *entries;
