@@ -19,27 +19,35 @@ typedef struct variable {
     size_t offset;
     bool required;
     bool zero_ok; /* for KIND_SECONDS: 0 is a meaningful value */
+    /* For KIND_STRING: why an empty value is refused; NULL if it is accepted. An empty value
+     * is most often a shell variable that was never set, so it is refused wherever it would
+     * otherwise silently mean something else than unset. */
+    const char *when_empty;
 } variable;
 
 #define AT(field) offsetof(shazbot_settings, field)
 static const variable variables[] = {
-    {"SHAZBOT_SECRET", KIND_STRING, AT(secret), true, false},
-    {"SHAZBOT_CONTROL_SECRET", KIND_STRING, AT(control_secret), true, false},
-    {"SHAZBOT_BASE_URL", KIND_URL, AT(base_url), true, false},
-    {"SHAZBOT_MASTER_LIST", KIND_STRING, AT(master_list), true, false},
-    {"SHAZBOT_MASTER_LIST_UPDATE", KIND_STRING, AT(master_list_update), true, false},
-    {"SHAZBOT_MASTER_LIST_UPDATE_AUTH", KIND_STRING, AT(master_list_update_auth), true, false},
-    {"SHAZBOT_GOSSIP_INTERVAL", KIND_SECONDS, AT(gossip_interval), false, false},
-    {"SHAZBOT_MASTER_ANNOUNCE_MINIMUM", KIND_SECONDS, AT(announce_minimum), false, true},
-    {"SHAZBOT_MASTER_ANNOUNCE_INTERVAL", KIND_SECONDS, AT(announce_interval), false, true},
-    {"SHAZBOT_MONITOR", KIND_BOOL, AT(monitor), false, false},
-    {"SHAZBOT_UPDATE_MASTER_LIST_ON_SHUTDOWN", KIND_BOOL, AT(update_master_list_on_shutdown), false, false},
-    {"SHAZBOT_LISTEN", KIND_LISTEN, 0, false, false},
-    {"SHAZBOT_POLICY", KIND_STRING, AT(policy_path), false, false},
-    {"SHAZBOT_LOG_LEVEL", KIND_LOG, AT(log_level), false, false},
-    {"SHAZBOT_MAX_BODY", KIND_BYTES, AT(max_body), false, false},
-    {"SHAZBOT_MAX_CLOCK_SKEW", KIND_SECONDS, AT(max_clock_skew), false, true},
-    {"HAPPY_SECRET", KIND_STRING, AT(happy_secret), false, false},
+#define NOT_EMPTY "must not be empty"
+    {"SHAZBOT_SECRET", KIND_STRING, AT(secret), true, false, NOT_EMPTY},
+    {"SHAZBOT_CONTROL_SECRET", KIND_STRING, AT(control_secret), true, false, NOT_EMPTY},
+    {"SHAZBOT_BASE_URL", KIND_URL, AT(base_url), true, false, NOT_EMPTY},
+    {"SHAZBOT_MASTER_LIST", KIND_STRING, AT(master_list), true, false, NOT_EMPTY},
+    {"SHAZBOT_MASTER_LIST_UPDATE", KIND_STRING, AT(master_list_update), true, false, NOT_EMPTY},
+    {"SHAZBOT_MASTER_LIST_UPDATE_AUTH", KIND_STRING, AT(master_list_update_auth), true, false, NOT_EMPTY},
+    {"SHAZBOT_GOSSIP_INTERVAL", KIND_SECONDS, AT(gossip_interval), false, false, NULL},
+    {"SHAZBOT_MASTER_ANNOUNCE_MINIMUM", KIND_SECONDS, AT(announce_minimum), false, true, NULL},
+    {"SHAZBOT_MASTER_ANNOUNCE_INTERVAL", KIND_SECONDS, AT(announce_interval), false, true, NULL},
+    {"SHAZBOT_MONITOR", KIND_BOOL, AT(monitor), false, false, NULL},
+    {"SHAZBOT_UPDATE_MASTER_LIST_ON_SHUTDOWN", KIND_BOOL, AT(update_master_list_on_shutdown), false, false, NULL},
+    {"SHAZBOT_LISTEN", KIND_LISTEN, 0, false, false, NULL},
+    {"SHAZBOT_POLICY", KIND_STRING, AT(policy_path), false, false,
+     "must not be empty (unset it to use the default policy)"},
+    {"SHAZBOT_LOG_LEVEL", KIND_LOG, AT(log_level), false, false, NULL},
+    {"SHAZBOT_MAX_BODY", KIND_BYTES, AT(max_body), false, false, NULL},
+    {"SHAZBOT_MAX_CLOCK_SKEW", KIND_SECONDS, AT(max_clock_skew), false, true, NULL},
+    {"HAPPY_SECRET", KIND_STRING, AT(happy_secret), false, false,
+     "must not be empty ('none' opens /happy to everyone; unset, every request gets 401)"},
+#undef NOT_EMPTY
 };
 #undef AT
 
@@ -143,7 +151,7 @@ bool config_set(shazbot_settings *s, const char *name, const char *value, char *
             return bad(err, err_len, name, value, "is not an http(s) URL ending in '/'");
         /* fall through */
     case KIND_STRING:
-        if (v->required && !*value) return bad(err, err_len, name, value, "must not be empty");
+        if (v->when_empty && !*value) return bad(err, err_len, name, value, v->when_empty);
         free(*FIELD(s, v, char *));
         *FIELD(s, v, char *) = strdup(value);
         return true;

@@ -431,8 +431,10 @@ static const char *check_delay(policy *p, void *ctx) {
     (void)ctx;
     int isnum;
     double d = lua_tonumberx(p->L, -1, &isnum);
-    /* A day is far beyond any sane delay, and keeps the timeval arithmetic safe. */
-    return isnum && isfinite(d) && d > 0 && d < 86400 ? NULL : "returned something other than a number of seconds in (0, 86400)";
+    /* Any finite positive delay: the configured intervals may be days long, and the engine
+     * arms no timer for more than 30 days (engine.c, ARM_MAX_SECONDS), which keeps the
+     * timeval arithmetic safe whatever a hook answers. */
+    return isnum && isfinite(d) && d > 0 ? NULL : "returned something other than a finite number of seconds > 0";
 }
 
 static double delay_hook(policy *p, const char *name, delay_args *args, double fallback) {

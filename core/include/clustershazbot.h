@@ -16,7 +16,7 @@
  *     shazbot_settings_free(s);
  *     if (!node || shazbot_listen(node, NULL, 0, err, sizeof err) != 0) { ...err... }
  *     shazbot_start(node);
- *     shazbot_run(node);          // until shazbot_shutdown() has finished
+ *     shazbot_run(node, 1);       // until shutdown has finished; SIGTERM/SIGINT start it
  *     shazbot_free(node);
  */
 #ifndef CLUSTERSHAZBOT_H

@@ -34,6 +34,13 @@ describe("clustershazbot serve", function()
     refused({ SHAZBOT_CONTROL_SECRET = "" }, "SHAZBOT_CONTROL_SECRET", '""', "empty")
   end)
 
+  -- Empty is not unset: an empty HAPPY_SECRET would open /happy to an empty Authorization
+  -- header, an empty SHAZBOT_POLICY name no file. Both are refused with what to do instead.
+  it("exits with status 2 when HAPPY_SECRET or SHAZBOT_POLICY is empty, saying what to do", function()
+    refused({ HAPPY_SECRET = "" }, "HAPPY_SECRET", '""', "'none' opens /happy")
+    refused({ SHAZBOT_POLICY = "" }, "SHAZBOT_POLICY", '""', "unset it to use the default policy")
+  end)
+
   for _, case in ipairs({
     { "SHAZBOT_GOSSIP_INTERVAL", "abc" }, { "SHAZBOT_GOSSIP_INTERVAL", "0" }, { "SHAZBOT_GOSSIP_INTERVAL", "-1" },
     { "SHAZBOT_GOSSIP_INTERVAL", "" }, { "SHAZBOT_GOSSIP_INTERVAL", "nan" }, { "SHAZBOT_GOSSIP_INTERVAL", "1e400" },
@@ -66,10 +73,18 @@ describe("clustershazbot serve", function()
     for _ = 1, 20 do
       local status, happy = cluster.json("GET", node.url .. "happy")
       assert.are.equal(200, status)
-      -- The default delay hooks refuse a delay of over a day once each, at start.
-      assert.is_true(happy.extensions.clustershazbot.policyFailures <= 2, happy.extensions.clustershazbot.policyFailures)
+      -- A long delay is a delay, not a policy failure (the timers cap it at 30 days).
+      assert.are.equal(0, happy.extensions.clustershazbot.policyFailures)
     end
     assert.is_true(#cluster.read_log(node.proc) < 4096, cluster.read_log(node.proc):sub(1, 2000))
+  end)
+
+  it("takes intervals of days without counting policy failures", function()
+    local node = cluster.start_node(nil, { SHAZBOT_GOSSIP_INTERVAL = tostring(3 * 86400),
+                                           SHAZBOT_MASTER_ANNOUNCE_MINIMUM = tostring(2 * 86400) })
+    local status, happy = cluster.json("GET", node.url .. "happy")
+    assert.are.equal(200, status)
+    assert.are.equal(0, happy.extensions.clustershazbot.policyFailures)
   end)
 
   it("exits with status 1 (not 2) when it cannot listen, naming the address", function()
