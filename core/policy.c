@@ -188,6 +188,13 @@ static policy *policy_alloc(void) {
     return p;
 }
 
+/* debug.sethook in the node's own Lua state: the instruction budget is a count hook, and a
+ * policy that set a hook of its own (or none) would lift its budget for good, so that one
+ * endless loop would stop the node. The rest of the debug library stays. */
+static int refuse_sethook(lua_State *L) {
+    return luaL_error(L, "debug.sethook is not available to policies: the engine's instruction budget uses the hook");
+}
+
 policy *policy_new(const char *script, char *err, size_t err_len) {
     policy *p = policy_alloc();
     if (!p) return NULL;
@@ -199,6 +206,10 @@ policy *policy_new(const char *script, char *err, size_t err_len) {
     }
     lua_State *L = p->L;
     luaL_openlibs(L);
+    lua_getglobal(L, "debug");
+    lua_pushcfunction(L, refuse_sethook);
+    lua_setfield(L, -2, "sethook");
+    lua_pop(L, 1);
     if (!load_default(p, err, err_len)) goto fail;
     if (script) {
         /* The script's own top level runs under the same budget as a hook: a script that
