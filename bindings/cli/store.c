@@ -2,7 +2,8 @@
  *
  * GET (any path) answers the list; PUT (any path) replaces it when the Authorization header
  * matches and the body is a valid list. The file is replaced atomically (temp file, fsync,
- * rename, fsync of the folder): a crash leaves the old list or the new one, never a torn file.
+ * rename, fsync of the folder): a crash leaves the old list or the new one, never a torn file,
+ * and the next start removes the crashed store's temp file.
  * Every answer carries an ETag; a PUT with If-Match that no longer matches gets 412, so that
  * announcing nodes can merge and retry instead of overwriting each other. */
 #include "cli.h"
@@ -12,6 +13,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <signal.h>
@@ -90,6 +92,32 @@ static bool save_atomically(const char *path, const char *data, size_t len, char
     return ok;
 }
 
+/* Removes the temp files that stores killed in the middle of a write left beside `path`
+ * (`<name>.tmp.<pid>` of a process that no longer exists): nothing else ever would. A temp
+ * file of a living process is left alone, whatever that process is. */
+static void remove_stale_temp_files(const char *path) {
+    char *dir_copy = strdup(path), *name_copy = strdup(path);
+    DIR *dir = dir_copy && name_copy ? opendir(dirname(dir_copy)) : NULL;
+    if (dir) {
+        buf prefix = {0};
+        buf_printf(&prefix, "%s.tmp.", basename(name_copy));
+        struct dirent *e;
+        while (prefix.data && (e = readdir(dir)) != NULL) {
+            if (strncmp(e->d_name, prefix.data, prefix.len) != 0) continue;
+            const char *digits = e->d_name + prefix.len;
+            char *end;
+            long pid = strtol(digits, &end, 10);
+            if (end == digits || *end || pid <= 0 || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+            if (unlinkat(dirfd(dir), e->d_name, 0) == 0)
+                fprintf(stderr, "clustershazbot store: removed %s, left by a store that stopped while writing\n", e->d_name);
+        }
+        buf_free(&prefix);
+        closedir(dir);
+    }
+    free(dir_copy);
+    free(name_copy);
+}
+
 static void answer(struct evhttp_request *req, int status, const char *reason, const char *body,
                    const char *etag) {
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
@@ -152,6 +180,7 @@ static void on_request(struct evhttp_request *req, void *arg) {
 }
 
 static bool load(store *s, char *err, size_t err_len) {
+    remove_stale_temp_files(s->path);
     FILE *f = fopen(s->path, "rb");
     if (!f) {
         if (errno != ENOENT) {

@@ -170,6 +170,27 @@ describe("the master-list store", function()
       store = cluster.start_store(dir, store.port)
     end
   end)
+
+  it("removes on start the temp files of stores that were killed while writing", function()
+    local dir = cluster.tempdir()
+    -- A process that has exited: its pid is free (reuse within this test is unlikely, and
+    -- would only keep the file, failing the test rather than hiding a bug).
+    local proc = cluster.spawn_program("true", "")
+    local dead_pid = proc.pid
+    cluster.wait_exit(proc, 10)
+    local stale = dir .. "/master-list.json.tmp." .. dead_pid
+    local living = dir .. "/master-list.json.tmp.1" -- pid 1 is alive: not ours to remove
+    for _, path in ipairs({ stale, living }) do
+      local f = assert(io.open(path, "w"))
+      f:write('{"online":[')
+      f:close()
+    end
+    local store = cluster.start_store(dir)
+    assert.is_nil(io.open(stale), stale .. " is still there")
+    local f = assert(io.open(living), living .. " was removed")
+    f:close()
+    assert.truthy(cluster.read_log(store.proc):find("removed master-list.json.tmp." .. dead_pid, 1, true))
+  end)
 end)
 
 -- The node's side of the store's contract, against a store scripted to conflict.
