@@ -1,10 +1,10 @@
 /* http: the node's own listener. evhttp parses the requests (keep-alive included); this file
  * only routes them to the handlers of requests.c and writes their answers.
  *
- * Limits: bodies over SHAZBOT_MAX_BODY are refused by evhttp before they are read (413; note
- * that libevent 2.1 writes that one answer as HTML, it offers no hook to change it), headers
- * over 64 KiB likewise, and a connection that stalls for HTTP_TIMEOUT seconds is closed, so a
- * slow client holds nothing for long. */
+ * Limits: bodies over SHAZBOT_MAX_BODY are refused by evhttp before they are read (413),
+ * headers over 64 KiB likewise, and a connection that stalls for HTTP_TIMEOUT seconds is
+ * closed, so a slow client holds nothing for long. evhttp writes those refusals itself, as
+ * HTML pages; rewrite_error_page turns them into the protocol's JSON errors. */
 #include "engine.h"
 #include "log.h"
 #include "wire.h"
@@ -30,6 +30,14 @@ static void free_body(const void *data, size_t len, void *arg) {
     free((void *)data);
 }
 
+static const char *reason_phrase(int status) {
+    static const char *reasons[] = {[200] = "OK", [400] = "Bad Request", [401] = "Unauthorized",
+                                    [404] = "Not Found", [405] = "Method Not Allowed",
+                                    [413] = "Payload Too Large", [500] = "Internal Server Error",
+                                    [501] = "Not Implemented", [503] = "Service Unavailable"};
+    return status > 0 && status < (int)(sizeof reasons / sizeof *reasons) && reasons[status] ? reasons[status] : "Error";
+}
+
 static void reply(shazbot *node, struct evhttp_request *req, int status, buf *b) {
     requests_count(node, status);
     struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
@@ -46,12 +54,9 @@ static void reply(shazbot *node, struct evhttp_request *req, int status, buf *b)
     }
     if (body && data) evbuffer_add_reference(body, data, len, free_body, NULL);
     else free(data);
-    static const char *reasons[] = {[200] = "OK", [400] = "Bad Request", [401] = "Unauthorized",
-                                    [404] = "Not Found", [405] = "Method Not Allowed",
-                                    [413] = "Payload Too Large", [500] = "Internal Server Error",
-                                    [503] = "Service Unavailable"};
-    const char *reason = status > 0 && status <= 503 && reasons[status] ? reasons[status] : "Error";
-    evhttp_send_reply(req, status, reason, body);
+    node->http_replying = true;
+    evhttp_send_reply(req, status, reason_phrase(status), body);
+    node->http_replying = false;
     if (body) evbuffer_free(body);
 }
 
@@ -145,12 +150,71 @@ static void on_request(struct evhttp_request *req, void *arg) {
     reply(node, req, status, out);
 }
 
+/* evhttp answers some requests itself, before on_request sees them: 413 for a body over
+ * SHAZBOT_MAX_BODY, 400 for a request it cannot parse, 501 for a method it does not know. It
+ * writes those as HTML pages, and libevent 2.1 has no hook to change them (2.2 has
+ * evhttp_set_errorcb), while every error of the protocol is JSON. So each connection's output
+ * buffer is watched: evhttp puts a page in it whole, status line to closing tag, before the
+ * socket is written, and once the closing tag of such a page is in, the page is replaced by the
+ * same status in JSON. Our own answers (node->http_replying) are not looked at. */
+static const char html_page_end[] = "</BODY></HTML>\n";
+
+static void rewrite_error_page(struct evbuffer *out, const struct evbuffer_cb_info *info, void *arg) {
+    shazbot *node = arg;
+    const size_t end_len = sizeof html_page_end - 1;
+    size_t len = evbuffer_get_length(out);
+    if (node->http_replying || info->n_added == 0 || len < end_len + 16) return;
+    char end[sizeof html_page_end], head[14] = {0};
+    struct evbuffer_ptr at;
+    if (evbuffer_ptr_set(out, &at, len - end_len, EVBUFFER_PTR_SET) != 0 ||
+        evbuffer_copyout_from(out, &at, end, end_len) != (ev_ssize_t)end_len ||
+        memcmp(end, html_page_end, end_len) != 0)
+        return;
+    /* "HTTP/1.1 413 ": the version and the status evhttp chose. */
+    if (evbuffer_copyout(out, head, 13) != 13 || memcmp(head, "HTTP/1.", 7) != 0 || head[8] != ' ') return;
+    int status = atoi(head + 9);
+    struct evbuffer_ptr html = evbuffer_search(out, "\r\nContent-Type: text/html\r\n", 27, NULL);
+    if (status < 400 || status > 599 || html.pos < 0) return;
+
+    buf message = {0}, answer = {0};
+    if (status == 413)
+        buf_printf(&message, "body over the limit of %zu bytes (SHAZBOT_MAX_BODY)", node->cfg.max_body);
+    else if (status == 400)
+        buf_printf(&message, "malformed HTTP request");
+    else if (status == 501)
+        buf_printf(&message, "method not supported: use GET or POST");
+    else
+        buf_printf(&message, "%s", reason_phrase(status));
+    buf json = {0};
+    wire_write_error(&json, message.data ? message.data : "error");
+    /* evhttp closes the connection after such a page: the answer says so. */
+    buf_printf(&answer, "HTTP/1.%c %d %s\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                        "Content-Length: %zu\r\n\r\n",
+               head[7], status, reason_phrase(status), json.len);
+    buf_add(&answer, json.data, json.len);
+    if (answer.data && json.data) {
+        node->http_replying = true; /* the JSON answer is ours: not to be looked at again */
+        evbuffer_drain(out, len);
+        evbuffer_add(out, answer.data, answer.len);
+        node->http_replying = false;
+        requests_count(node, status);
+    }
+    buf_free(&message);
+    buf_free(&json);
+    buf_free(&answer);
+}
+
 /* Connection buffers that write a whole answer in as few calls as the socket takes, rather
- * than libevent's default of 16 KiB a call (a 10,000-record answer is about 850 KB). */
+ * than libevent's default of 16 KiB a call (a 10,000-record answer is about 850 KB), and
+ * whose evhttp error pages become JSON (above). */
 static struct bufferevent *new_connection_buffer(struct event_base *base, void *arg) {
-    (void)arg;
     struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-    if (bev) bufferevent_set_max_single_write(bev, 4 << 20);
+    if (!bev) return NULL;
+    bufferevent_set_max_single_write(bev, 4 << 20);
+    if (!evbuffer_add_cb(bufferevent_get_output(bev), rewrite_error_page, arg)) {
+        bufferevent_free(bev);
+        return NULL;
+    }
     return bev;
 }
 
@@ -175,7 +239,7 @@ int http_listen(shazbot *node, const char *host, int port, char *err, size_t err
                                                EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD |
                                                EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
     evhttp_set_gencb(node->http, on_request, node);
-    evhttp_set_bevcb(node->http, new_connection_buffer, NULL);
+    evhttp_set_bevcb(node->http, new_connection_buffer, node);
     const char *bind_host = host ? host : "0.0.0.0";
     struct evhttp_bound_socket *bound = evhttp_bind_socket_with_handle(node->http, bind_host, (ev_uint16_t)port);
     if (!bound) {

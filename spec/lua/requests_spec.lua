@@ -307,9 +307,10 @@ describe("a node's endpoints", function()
       local before = state(small)
       for _, size in ipairs({ 65537, 70000, 1 << 20 }) do
         local record = fresh_record()
-        local status = cluster.request("POST", small.url .. "clustershazbot/gossip", body_of_size(size, record),
+        local status, answer, text = cluster.json("POST", small.url .. "clustershazbot/gossip", body_of_size(size, record),
           { Authorization = cluster.secret })
-        assert.are.equal(413, status, size .. " bytes")
+        local message = assert_error(413, status, answer, text, size .. " bytes")
+        assert.truthy(message:find("65536 bytes (SHAZBOT_MAX_BODY)", 1, true), message)
         assert.is_nil(knows(small, record.baseUrl))
       end
       assert.are.equal(before, state(small))
@@ -339,6 +340,29 @@ describe("a node's endpoints", function()
       assert.is_nil(knows(small, record.baseUrl))
       assert.are.equal(before, state(small))
     end)
+  end)
+
+  describe("requests evhttp refuses before the node sees them", function()
+    -- libevent writes these answers as HTML pages; the node turns them into JSON errors.
+    for _, case in ipairs({
+      { "an unparseable request line", "GARBAGE\r\n\r\n", 400, "malformed HTTP request" },
+      { "a malformed header", "GET /happy HTTP/1.1\r\nno colon here\r\n\r\n", 400, "malformed HTTP request" },
+      { "an unsupported method", "TRACE /happy HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 501, "use GET or POST" },
+    }) do
+      it("answers " .. case[1] .. " with " .. case[3] .. " and a JSON error, then closes", function()
+        local conn = assert(socket.connect("127.0.0.1", node.port))
+        conn:settimeout(5)
+        assert(conn:send(case[2]))
+        local status, headers, body = read_answer(conn)
+        local ok, answer = pcall(cjson.decode, body)
+        assert_error(case[3], status, ok and answer or nil, body, case[1])
+        assert.truthy(answer.error:find(case[4], 1, true), answer.error)
+        assert.are.equal("application/json", headers["content-type"])
+        assert.are.equal("close", headers["connection"])
+        cluster.wait_until(5, "the node to close the connection", function() return closed_by_peer(conn) end)
+        conn:close()
+      end)
+    end
   end)
 
   describe("paths and methods", function()
