@@ -55,11 +55,11 @@ static bool merge_answer(shazbot *node, const transfer_result *r, wire_kind kind
     wire_message msg;
     char why[256];
     if (!answer_ok(r)) {
-        log_debug("%s: %s", from, r->ok ? "non-2xx answer" : r->error);
+        log_debug(node->cfg.log_level, "%s: %s", from, r->ok ? "non-2xx answer" : r->error);
         return false;
     }
     if (!wire_parse(r->body, r->body_len, kind, &msg, why, sizeof why)) {
-        log_warn("%s: answer refused: %s", from, why);
+        log_warn(node->cfg.log_level, "%s: answer refused: %s", from, why);
         return false;
     }
     int64_t now = engine_now_ms();
@@ -107,14 +107,14 @@ static void on_master_list(void *arg, const transfer_result *r) {
     shazbot *node = arg;
     if (node->state != NODE_RUNNING) return;
     if (!merge_answer(node, r, WIRE_LIST, "master list")) {
-        log_warn("master list %s unavailable (%s); retrying in %.0f s", node->cfg.master_list,
+        log_warn(node->cfg.log_level, "master list %s unavailable (%s); retrying in %.0f s", node->cfg.master_list,
                  r->ok ? "bad answer" : r->error, node->master_backoff);
         arm(node->master_retry_timer, node->master_backoff);
         node->master_backoff = node->master_backoff * 2 > MASTER_BACKOFF_MAX ? MASTER_BACKOFF_MAX : node->master_backoff * 2;
         return;
     }
     size_t sent = fan_out(node, TARGETS_BOOTSTRAP, on_bootstrap_answer);
-    log_info("master list loaded: %zu known; bootstrap gossip to %zu peers", node->m->count, sent);
+    log_info(node->cfg.log_level, "master list loaded: %zu known; bootstrap gossip to %zu peers", node->m->count, sent);
 }
 
 static void fetch_master_list(shazbot *node) {
@@ -167,7 +167,7 @@ static void on_round_answer(void *arg, const transfer_result *r) {
         return;
     }
     if (membership_mark_offline(node->m, node->round_peer, strlen(node->round_peer), engine_now_ms()))
-        log_info("peer %s failed twice: now offline", node->round_peer);
+        log_info(node->cfg.log_level, "peer %s failed twice: now offline", node->round_peer);
     end_round(node);
 }
 
@@ -214,12 +214,12 @@ static void on_announce_put(void *arg, const transfer_result *r) {
     shazbot *node = arg;
     if (r->ok && r->status == 412 && ++node->announce_attempts < ANNOUNCE_MAX_CONFLICTS) {
         /* The list changed since we read it: read, merge and write again. */
-        log_debug("master list changed during the announcement; merging again");
+        log_debug(node->cfg.log_level, "master list changed during the announcement; merging again");
         announce(node);
         return;
     }
-    if (answer_ok(r)) log_debug("master list announced");
-    else log_warn("master list upload failed: %s", r->ok ? "non-2xx answer" : r->error);
+    if (answer_ok(r)) log_debug(node->cfg.log_level, "master list announced");
+    else log_warn(node->cfg.log_level, "master list upload failed: %s", r->ok ? "non-2xx answer" : r->error);
     end_announcement(node);
 }
 
@@ -227,7 +227,7 @@ static void on_announce_get(void *arg, const transfer_result *r) {
     shazbot *node = arg;
     /* Uploading without having read the list would throw away every entry we do not know. */
     if (!merge_answer(node, r, WIRE_LIST, "master list")) {
-        log_warn("announcement skipped: master list unavailable (%s)", r->ok ? "bad answer" : r->error);
+        log_warn(node->cfg.log_level, "announcement skipped: master list unavailable (%s)", r->ok ? "bad answer" : r->error);
         end_announcement(node);
         return;
     }
@@ -285,7 +285,6 @@ static shazbot *create(const shazbot_settings *s, struct event_base *base, lua_S
         snprintf(err, err_len, "out of memory");
         goto fail;
     }
-    log_set_level(node->cfg.log_level);
     node->base = base ? base : new_event_base();
     node->own_base = base == NULL;
     const char *path = strchr(strstr(node->cfg.base_url, "://") + 3, '/');
@@ -295,6 +294,7 @@ static shazbot *create(const shazbot_settings *s, struct event_base *base, lua_S
     node->pol = host ? policy_new_hosted(host, hooks_index, err, err_len)
                      : policy_new(node->cfg.policy_path, err, err_len);
     if (!node->pol) goto fail;
+    policy_set_log_level(node->pol, node->cfg.log_level);
     node->pool = node->base ? transfer_pool_new(node->base, node->cfg.max_body) : NULL;
     if (!node->base || !node->base_path || !node->m || !node->pool) {
         snprintf(err, err_len, "cannot set up the node (out of memory?)");
@@ -332,7 +332,7 @@ int shazbot_start(shazbot *node) {
     if (node->state != NODE_CREATED) return -1;
     node->state = NODE_RUNNING;
     membership_refresh_self(node->m, engine_now_ms());
-    log_info("starting as %s", node->cfg.base_url);
+    log_info(node->cfg.log_level, "starting as %s", node->cfg.base_url);
     fetch_master_list(node);
     arm(node->gossip_timer, policy_gossip_delay(node->pol, node->cfg.gossip_interval));
     arm(node->announce_timer, policy_announce_delay(node->pol, node->cfg.announce_minimum,
@@ -351,7 +351,7 @@ static void finish_shutdown(shazbot *node) {
     if (node->state == NODE_STOPPED) return;
     node->state = NODE_STOPPED;
     stop_timers(node);
-    log_info("stopped");
+    log_info(node->cfg.log_level, "stopped");
     if (node->own_base) event_base_loopbreak(node->base);
     if (node->shutdown_done) node->shutdown_done(node->shutdown_arg);
 }
@@ -383,12 +383,12 @@ static void on_shutdown_deadline(evutil_socket_t fd, short what, void *arg) {
     (void)what;
     shazbot *node = arg;
     if (!node->goodbyes_done) {
-        log_warn("shutdown: %zu peers did not answer in time", node->shutdown_pending);
+        log_warn(node->cfg.log_level, "shutdown: %zu peers did not answer in time", node->shutdown_pending);
         node->goodbyes_done = true;
         arm(node->shutdown_deadline, SHUTDOWN_TOTAL_SECONDS - SHUTDOWN_FANOUT_SECONDS);
         shutdown_progress(node);
     } else {
-        log_warn("shutdown: master-list upload did not finish in time");
+        log_warn(node->cfg.log_level, "shutdown: master-list upload did not finish in time");
         finish_shutdown(node);
     }
 }
@@ -404,7 +404,7 @@ int shazbot_shutdown(shazbot *node, void (*done)(void *), void *arg) {
     membership_set_self_online(node->m, false, engine_now_ms());
     node->shutdown_deadline = evtimer_new(node->base, on_shutdown_deadline, node);
     node->shutdown_pending = fan_out(node, TARGETS_SHUTDOWN, on_goodbye_answer);
-    log_info("shutting down: goodbye to %zu peers", node->shutdown_pending);
+    log_info(node->cfg.log_level, "shutting down: goodbye to %zu peers", node->shutdown_pending);
     if (node->shutdown_deadline) arm(node->shutdown_deadline, SHUTDOWN_FANOUT_SECONDS);
     node->goodbyes_done = node->shutdown_pending == 0;
     shutdown_progress(node);
@@ -440,11 +440,11 @@ static void on_signal(evutil_socket_t fd, short what, void *arg) {
     (void)what;
     shazbot *node = arg;
     if (node->state == NODE_STOPPING) {
-        log_warn("second signal %d: stopping at once", (int)fd);
+        log_warn(node->cfg.log_level, "second signal %d: stopping at once", (int)fd);
         finish_shutdown(node);
         return;
     }
-    log_info("signal %d: leaving the cluster", (int)fd);
+    log_info(node->cfg.log_level, "signal %d: leaving the cluster", (int)fd);
     if (shazbot_shutdown(node, NULL, NULL) != 0) event_base_loopbreak(node->base); /* never started */
 }
 

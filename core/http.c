@@ -252,7 +252,7 @@ int http_listen(shazbot *node, const char *host, int port, char *err, size_t err
      * inherit the option from the listener. */
     int one = 1;
     setsockopt(evhttp_bound_socket_get_fd(bound), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    log_info("serving on %s:%d", bind_host, port);
+    log_info(node->cfg.log_level, "serving on %s:%d", bind_host, port);
     return 0;
 }
 

@@ -5,13 +5,9 @@
 #include <stdio.h>
 #include <time.h>
 
-static log_level current_level = LOG_INFO;
-
-void log_set_level(log_level level) { current_level = level; }
-
-void log_write(log_level level, const char *fmt, ...) {
+void log_write(log_level limit, log_level level, const char *fmt, ...) {
     static const char *names[] = {"error", "warn", "info", "debug"};
-    if (level > current_level) return;
+    if (level > limit) return;
     char stamp[32];
     time_t t = time(NULL);
     struct tm tm;

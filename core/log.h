@@ -1,16 +1,17 @@
-/* log: one line per event on stderr, with a level. The level is process-wide: a host that runs
- * several nodes shares it. */
+/* log: one line per event on stderr, with a level. Each line is weighed against the level of
+ * the node that writes it (its SHAZBOT_LOG_LEVEL), so several nodes in one process each keep
+ * their own. */
 #ifndef SHAZBOT_LOG_H
 #define SHAZBOT_LOG_H
 
 #include "config.h"
 
-void log_set_level(log_level level);
-void log_write(log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Writes the line if `level` is within `limit` (the writer's configured level). */
+void log_write(log_level limit, log_level level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-#define log_error(...) log_write(LOG_ERROR, __VA_ARGS__)
-#define log_warn(...) log_write(LOG_WARN, __VA_ARGS__)
-#define log_info(...) log_write(LOG_INFO, __VA_ARGS__)
-#define log_debug(...) log_write(LOG_DEBUG, __VA_ARGS__)
+#define log_error(limit, ...) log_write((limit), LOG_ERROR, __VA_ARGS__)
+#define log_warn(limit, ...) log_write((limit), LOG_WARN, __VA_ARGS__)
+#define log_info(limit, ...) log_write((limit), LOG_INFO, __VA_ARGS__)
+#define log_debug(limit, ...) log_write((limit), LOG_DEBUG, __VA_ARGS__)
 
 #endif

@@ -36,6 +36,7 @@ struct policy {
     long instructions; /* used by the call under way */
     int calls;       /* hook calls under way (a host's hook may call into its node again) */
     uint64_t failures;
+    log_level log_limit; /* the node's SHAZBOT_LOG_LEVEL (policy_set_log_level) */
 };
 
 /* The registry key of the metatable that marks tables as JSON arrays: one per Lua state,
@@ -184,9 +185,14 @@ static bool load_default(policy *p, char *err, size_t err_len) {
 
 static policy *policy_alloc(void) {
     policy *p = calloc(1, sizeof *p);
-    if (p) p->default_ref = p->user_ref = p->thread_ref = LUA_NOREF;
+    if (p) {
+        p->default_ref = p->user_ref = p->thread_ref = LUA_NOREF;
+        p->log_limit = LOG_INFO;
+    }
     return p;
 }
+
+void policy_set_log_level(policy *p, log_level level) { p->log_limit = level; }
 
 /* debug.sethook in the node's own Lua state: the instruction budget is a count hook, and a
  * policy that set a hook of its own (or none) would lift its budget for good, so that one
@@ -277,7 +283,7 @@ bool policy_in_call(const policy *p) { return p->calls > 0; }
 
 static void count_failure(policy *p, const char *name, bool user, const char *why) {
     p->failures++;
-    log_warn("policy hook %s (%s) failed: %s; the default decides this time", name,
+    log_warn(p->log_limit, "policy hook %s (%s) failed: %s; the default decides this time", name,
              user ? (p->hosted ? "host's function" : "user script") : "default", why);
 }
 

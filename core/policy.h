@@ -10,6 +10,7 @@
 #define SHAZBOT_POLICY_H
 
 #include "buf.h"
+#include "config.h"
 #include "membership.h"
 
 #include <stdbool.h>
@@ -19,6 +20,9 @@ typedef struct policy policy;
 
 /* `script`: path of a user policy or NULL. */
 policy *policy_new(const char *script, char *err, size_t err_len);
+
+/* The level its failures are logged against: the node's SHAZBOT_LOG_LEVEL (default info). */
+void policy_set_log_level(policy *p, log_level level);
 void policy_free(policy *p);
 
 /* A known online peer to gossip with this round, or NULL when there is none. */

@@ -331,6 +331,30 @@ describe("the Lua module", function()
     end)
   end)
 
+  it("keeps each node's log level when a process hosts several", function()
+    -- A child process, to read what the nodes write on stderr. The quiet node is made first:
+    -- a level shared by the process would be the loud one's, and the quiet node's start would
+    -- be logged.
+    local quiet_url, loud_url = options().base_url, options().base_url
+    local script = string.format([[
+      local shazbot = require "clustershazbot"
+      local function new(url, level)
+        return shazbot.new({ secret = "s", control_secret = "c", base_url = url,
+          master_list = "http://127.0.0.1:9/", master_list_update = "http://127.0.0.1:9/",
+          master_list_update_auth = "a", gossip_interval = 3600, log_level = level })
+      end
+      local quiet <close> = new(%q, "error")
+      local loud <close> = new(%q, "info")
+      quiet:start()
+      loud:start()
+    ]], quiet_url, loud_url)
+    local status, out = sh(string.format("LUA_PATH=%q LUA_CPATH=%q timeout 60 lua5.4 -e %q 2>&1",
+      installed.lua_path .. ";;", installed.lua_cpath .. ";;", script))
+    assert.are.equal(0, status, out)
+    assert.truthy(out:find("starting as " .. loud_url, 1, true), out)
+    assert.falsy(out:find(quiet_url, 1, true), out)
+  end)
+
   it("offers the original library's functions on a default node from the environment", function()
     local port = cluster.free_port()
     local env = cluster.node_env(port, nil, { SHAZBOT_LOG_LEVEL = "error" })
