@@ -27,17 +27,20 @@ local function start_bad_peer(mode, node_url)
   return peer
 end
 
--- The gossip bodies a bad peer received, decoded.
+-- The gossip bodies a bad peer received, decoded, and when (seconds since the epoch).
 local function received(peer)
-  local bodies = {}
+  local bodies, times = {}, {}
   local f = io.open(peer.log)
-  if not f then return bodies end
+  if not f then return bodies, times end
   for line in f:lines() do
     local entry = cjson.decode(line)
-    if entry.body ~= "" then bodies[#bodies + 1] = cjson.decode(entry.body) end
+    if entry.body ~= "" then
+      bodies[#bodies + 1] = cjson.decode(entry.body)
+      times[#times + 1] = entry.at
+    end
   end
   f:close()
-  return bodies
+  return bodies, times
 end
 
 -- Makes `node` know `peer` as online, as a gossip message from elsewhere would.
@@ -98,6 +101,35 @@ describe("a node gossiping with a bad peer", function()
         string.format("%s peer offline after %.1f s, not after %d s", c.peer.mode, c.offline_after, least))
       assert.is_nil(cluster.exit_status(c.node.proc))
     end
+  end)
+
+  it("says goodbye to every peer at once on SIGTERM, silent ones included, and exits in bounded time", function()
+    local store = cluster.start_store()
+    local quiet = { SHAZBOT_GOSSIP_INTERVAL = "3600", SHAZBOT_MASTER_ANNOUNCE_MINIMUM = "3600" }
+    local node = cluster.start_node(store, quiet)
+    local witness = cluster.start_node(store, quiet)
+    introduce(node, witness)
+    local silent = {}
+    for i = 1, 4 do
+      silent[i] = start_bad_peer("silent")
+      introduce(node, silent[i])
+    end
+    local socket = require "socket"
+    local signalled = socket.gettime()
+    cluster.signal(node.proc, "TERM")
+    -- One after the other, the four silent peers would cost 5 s each.
+    cluster.wait_until(8, "the node to exit", function() return cluster.exit_status(node.proc) end)
+    assert.are.equal(0, cluster.exit_status(node.proc), cluster.read_log(node.proc))
+    assert.is_true(cluster.now() - signalled < 8)
+    for i, peer in ipairs(silent) do
+      local bodies, times = received(peer)
+      assert.are.equal(1, #bodies, "silent peer " .. i .. " got " .. #bodies .. " goodbyes")
+      assert.is_true(times[1] - signalled < 2, string.format("silent peer %d heard after %.1f s", i, times[1] - signalled))
+      local gone
+      for _, r in ipairs(bodies[1].offline) do gone = gone or r.baseUrl == node.url end
+      assert.is_true(gone, "the goodbye does not list the node offline")
+    end
+    assert.is_table(cluster.view(witness).offline[node.url], "the good peer did not hear the goodbye")
   end)
 
   it("refutes a peer that says it is offline, and skips the entries the rules refuse", function()
