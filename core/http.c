@@ -218,6 +218,32 @@ static struct bufferevent *new_connection_buffer(struct event_base *base, void *
     return bev;
 }
 
+/* evhttp writes the headers and the body of an answer separately; with Nagle's algorithm the
+ * body then waits for the client's delayed ACK (40 ms on Linux). Accepted sockets inherit the
+ * option from their listener. */
+static void set_nodelay(evutil_socket_t fd) {
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+/* "Every interface" includes IPv6 ones: a node whose base URL is http://[::1]:3000/ must be
+ * reachable there. A second listener on [::] with IPV6_V6ONLY, beside 0.0.0.0, whatever the
+ * system's net.ipv6.bindv6only says. Without IPv6 on the machine the node serves IPv4 only:
+ * said in the log, not an error. */
+static bool listen_ipv6_too(shazbot *node, int port) {
+    evutil_socket_t fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    struct sockaddr_in6 any = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port), .sin6_addr = in6addr_any};
+    bool ok = fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
+              setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) == 0 &&
+              bind(fd, (struct sockaddr *)&any, sizeof any) == 0 && listen(fd, 128) == 0;
+    if (ok) set_nodelay(fd);
+    if (ok && evhttp_accept_socket_with_handle(node->http, fd)) return true;
+    log_warn(node->cfg.log_level, "not serving on [::]:%d (IPv6): %s", port, strerror(errno));
+    if (fd >= 0) evutil_closesocket(fd);
+    return false;
+}
+
 int http_listen(shazbot *node, const char *host, int port, char *err, size_t err_len) {
     if (node->http) {
         snprintf(err, err_len, "already listening");
@@ -240,19 +266,20 @@ int http_listen(shazbot *node, const char *host, int port, char *err, size_t err
                                                EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
     evhttp_set_gencb(node->http, on_request, node);
     evhttp_set_bevcb(node->http, new_connection_buffer, node);
+    /* No host: every interface, IPv4 (0.0.0.0) and IPv6 ([::], see listen_ipv6_too). */
     const char *bind_host = host ? host : "0.0.0.0";
+    bool bracket = strchr(bind_host, ':') != NULL;
     struct evhttp_bound_socket *bound = evhttp_bind_socket_with_handle(node->http, bind_host, (ev_uint16_t)port);
     if (!bound) {
-        snprintf(err, err_len, "cannot listen on %s:%d: %s", bind_host, port, strerror(errno));
+        snprintf(err, err_len, "cannot listen on %s%s%s:%d: %s", bracket ? "[" : "", bind_host,
+                 bracket ? "]" : "", port, strerror(errno));
         http_free(node);
         return -1;
     }
-    /* evhttp writes the headers and the body of an answer separately; with Nagle's algorithm
-     * the body then waits for the client's delayed ACK (40 ms on Linux). Accepted sockets
-     * inherit the option from the listener. */
-    int one = 1;
-    setsockopt(evhttp_bound_socket_get_fd(bound), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    log_info(node->cfg.log_level, "serving on %s:%d", bind_host, port);
+    set_nodelay(evhttp_bound_socket_get_fd(bound));
+    bool ipv6_too = !host && listen_ipv6_too(node, port);
+    if (ipv6_too) log_info(node->cfg.log_level, "serving on 0.0.0.0:%d and [::]:%d", port, port);
+    else log_info(node->cfg.log_level, "serving on %s%s%s:%d", bracket ? "[" : "", bind_host, bracket ? "]" : "", port);
     return 0;
 }
 

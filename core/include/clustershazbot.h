@@ -60,7 +60,8 @@ shazbot *shazbot_new(const shazbot_settings *s, struct event_base *base, char *e
                      size_t err_len);
 
 /* Serves the endpoints (gossip, list, control, /happy, /happy/quick) on host:port. host NULL
- * and port 0 take SHAZBOT_LISTEN, or else every interface on the port of the base URL. Returns
+ * and port 0 take SHAZBOT_LISTEN, or else every interface (0.0.0.0 and [::]) on the port of the
+ * base URL; a NULL host with a port means every interface too. Returns
  * 0, or -1 with a message. */
 int shazbot_listen(shazbot *node, const char *host, int port, char *err, size_t err_len);
 

@@ -94,4 +94,40 @@ describe("clustershazbot serve", function()
     assert.are.equal(1, status, log)
     assert.truthy(log:find(taken, 1, true), log)
   end)
+
+  -- Without SHAZBOT_LISTEN a node serves every interface, IPv6 ones included: a base URL on
+  -- [::1] must be reachable. Machines without an IPv6 loopback (some containers) skip this.
+  local socket = require "socket"
+  local probe = socket.tcp6 and socket.tcp6()
+  local has_ipv6 = probe and probe:bind("::1", 0)
+  if probe then probe:close() end
+  local ipv6_case = "serves IPv4 and IPv6 when SHAZBOT_LISTEN is unset: nodes on [::1] form a cluster"
+  if not has_ipv6 then
+    pending(ipv6_case .. " (no IPv6 loopback on this machine)")
+  else
+    it(ipv6_case, function()
+      local store = cluster.start_store()
+      local nodes = {}
+      for i = 1, 2 do
+        local port = cluster.free_port()
+        local url = string.format("http://[::1]:%d/", port)
+        -- start_node waits for an answer on 127.0.0.1: the IPv4 side of the same listener.
+        nodes[i] = cluster.start_node(store, { SHAZBOT_BASE_URL = url, SHAZBOT_LISTEN = false }, { port = port })
+        nodes[i].ipv6_url = url
+        assert.truthy(cluster.read_log(nodes[i].proc):find("and [::]:" .. port, 1, true), cluster.read_log(nodes[i].proc))
+      end
+      -- Peers reach each other only at their [::1] base URLs.
+      cluster.wait_until(15, "the nodes to list each other online", function()
+        for _, a in ipairs(nodes) do
+          local view = cluster.view(a)
+          for _, b in ipairs(nodes) do
+            if not view.online[b.ipv6_url] then return false end
+          end
+        end
+        return true
+      end)
+      local status = cluster.sh("curl -sfg -o /dev/null " .. nodes[1].ipv6_url .. "clustershazbot/list")
+      assert.are.equal(0, status)
+    end)
+  end
 end)
