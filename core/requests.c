@@ -2,19 +2,11 @@
  * used by evhttp (http.c) and by hosts through the C API alike. The hot path (gossip, list,
  * control) never enters Lua; /happy does, through the health hook. */
 #include "engine.h"
+#include "secret.h"
 #include "wire.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-/* Constant time in the length of the secret, whatever the candidate. */
-static bool secret_matches(const char *candidate, const char *secret) {
-    if (!candidate) return false;
-    size_t n = strlen(secret), m = strlen(candidate);
-    unsigned char diff = (unsigned char)(n != m);
-    for (size_t i = 0; i < n; i++) diff |= (unsigned char)secret[i] ^ (unsigned char)(i < m ? candidate[i] : 0);
-    return diff == 0;
-}
 
 static int error(buf *out, int status, const char *message) {
     wire_write_error(out, message);

@@ -7,6 +7,7 @@
  * Every answer carries an ETag; a PUT with If-Match that no longer matches gets 412, so that
  * announcing nodes can merge and retry instead of overwriting each other. */
 #include "cli.h"
+#include "secret.h"
 #include "wire.h"
 
 #include <errno.h>
@@ -139,7 +140,7 @@ static void answer_error(struct evhttp_request *req, int status, const char *rea
 static void on_put(store *s, struct evhttp_request *req) {
     struct evkeyvalq *in = evhttp_request_get_input_headers(req);
     const char *auth = evhttp_find_header(in, "Authorization");
-    if (!auth || strcmp(auth, s->auth) != 0) {
+    if (!secret_matches(auth, s->auth)) {
         answer_error(req, 401, "Unauthorized", "wrong or missing Authorization");
         return;
     }
