@@ -38,7 +38,7 @@ local function misuse_location(library)
                 local opts = { secret = "s", control_secret = "c", base_url = "http://127.0.0.1:1/",
                                master_list = "http://127.0.0.1:9/", master_list_update = "http://127.0.0.1:9/",
                                master_list_update_auth = "u", happy_secret = "none" }
-                -- (no log_level: the level is the process's, which the engine shares)
+                -- (no log_level: these nodes log at the default level, info)
                 local lines = {}
                 local function try(name, f)
                     local ok, err = pcall(f)
