@@ -1,6 +1,7 @@
 -- One integration run under valgrind: a node that bootstraps from the store, gossips with two
--- peers, answers good and bad requests and /happy, then leaves on SIGTERM, must finish with no
--- memory error and nothing definitely or indirectly lost.
+-- peers, answers good and bad requests (one that evhttp refuses itself) and /happy, then
+-- leaves on SIGTERM, must finish with no memory error and nothing definitely or indirectly
+-- lost.
 
 local cluster = require "support.cluster"
 
@@ -12,7 +13,8 @@ describe("a node under valgrind", function()
     local vlog = dir .. "/valgrind.log"
     local store = cluster.start_store(dir)
     local peers = { cluster.start_node(store), cluster.start_node(store) }
-    local node = cluster.start_node(store, nil, {
+    -- No SHAZBOT_LISTEN: the node opens its IPv4 and IPv6 listeners itself.
+    local node = cluster.start_node(store, { SHAZBOT_LISTEN = false }, {
       dir = dir, timeout = 60,
       wrapper = "valgrind --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect " ..
                 "--errors-for-leak-kinds=definite,indirect --log-file=" .. vlog,
@@ -24,6 +26,14 @@ describe("a node under valgrind", function()
     assert.are.equal(401, (cluster.request("POST", node.url .. "clustershazbot/gossip", "{}", {})))
     assert.are.equal(200, (cluster.request("GET", node.url .. "happy")))
     assert.are.equal(200, (cluster.request("GET", node.url .. "happy/quick")))
+    -- A request evhttp refuses itself: its HTML page is rewritten into a JSON error.
+    local socket = require "socket"
+    local conn = assert(socket.connect("127.0.0.1", node.port))
+    conn:settimeout(30)
+    assert(conn:send("GARBAGE\r\n\r\n"))
+    local answer = conn:receive("*a")
+    conn:close()
+    assert.truthy(answer and answer:find('{"error":"malformed HTTP request"}', 1, true), answer)
     cluster.signal(node.proc, "TERM")
     local status = cluster.wait_exit(node.proc, 60)
     local f = assert(io.open(vlog))
