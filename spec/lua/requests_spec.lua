@@ -436,6 +436,36 @@ describe("a node's endpoints", function()
       assert.are.same(record, cluster.view(node).online[record.baseUrl])
     end)
 
+    it("reads large requests sent back to back whole and in order", function()
+      -- The node reads whatever is waiting in one go, past the end of one request into the
+      -- next: each must still be taken on its own.
+      local function many_records(n)
+        local records = {}
+        for i = 1, n do records[i] = fresh_record() end
+        return records
+      end
+      local first, second = many_records(1500), many_records(1500)
+      local batch = table.concat({
+        raw_request("POST", "/clustershazbot/gossip", cluster.gossip_body(first), { Authorization = cluster.secret }),
+        raw_request("GET", "/happy/quick"),
+        raw_request("POST", "/clustershazbot/gossip", "nonsense" .. string.rep(" ", 20000), { Authorization = cluster.secret }),
+        raw_request("POST", "/clustershazbot/gossip", cluster.gossip_body(second), { Authorization = cluster.secret }),
+      })
+      assert(#batch > 200000, #batch)
+      local conn = assert(socket.connect("127.0.0.1", node.port))
+      conn:settimeout(10)
+      assert(conn:send(batch))
+      for _, expected in ipairs({ 200, 200, 400, 200 }) do
+        local status, _, body = read_answer(conn)
+        assert.are.equal(expected, status, body:sub(1, 200))
+      end
+      conn:close()
+      local view = cluster.view(node)
+      for _, records in ipairs({ first, second }) do
+        for _, r in ipairs(records) do assert.are.same(r, view.online[r.baseUrl]) end
+      end
+    end)
+
     it("lets curl reuse its connection", function()
       local status, out = cluster.sh(string.format("curl -sv -o /dev/null -o /dev/null %sclustershazbot/list %sclustershazbot/list",
         node.url, node.url))
