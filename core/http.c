@@ -5,6 +5,7 @@
  * headers over 64 KiB likewise, and a connection that stalls for HTTP_TIMEOUT seconds is
  * closed, so a slow client holds nothing for long. evhttp writes those refusals itself, as
  * HTML pages; rewrite_error_page turns them into the protocol's JSON errors. */
+#include "accept_guard.h"
 #include "engine.h"
 #include "log.h"
 #include "wire.h"
@@ -287,7 +288,11 @@ static bool listen_ipv6_too(shazbot *node, int port) {
               setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) == 0 &&
               bind(fd, (struct sockaddr *)&any, sizeof any) == 0 && listen(fd, 128) == 0;
     if (ok) set_nodelay(fd);
-    if (ok && evhttp_accept_socket_with_handle(node->http, fd)) return true;
+    struct evhttp_bound_socket *bound = ok ? evhttp_accept_socket_with_handle(node->http, fd) : NULL;
+    if (bound) {
+        accept_guard_watch(node->accept_guard, evhttp_bound_socket_get_listener(bound));
+        return true;
+    }
     log_warn(node->cfg.log_level, "not serving on [::]:%d (IPv6): %s", port, strerror(errno));
     if (fd >= 0) evutil_closesocket(fd);
     return false;
@@ -299,8 +304,10 @@ int http_listen(shazbot *node, const char *host, int port, char *err, size_t err
         return -1;
     }
     node->http = evhttp_new(node->base);
-    if (!node->http) {
+    node->accept_guard = accept_guard_new(node->base, node->cfg.log_level);
+    if (!node->http || !node->accept_guard) {
         snprintf(err, err_len, "cannot create the HTTP server");
+        http_free(node);
         return -1;
     }
     evhttp_set_max_body_size(node->http, (ev_ssize_t)node->cfg.max_body);
@@ -326,6 +333,7 @@ int http_listen(shazbot *node, const char *host, int port, char *err, size_t err
         return -1;
     }
     set_nodelay(evhttp_bound_socket_get_fd(bound));
+    accept_guard_watch(node->accept_guard, evhttp_bound_socket_get_listener(bound));
     bool ipv6_too = !host && listen_ipv6_too(node, port);
     if (ipv6_too) log_info(node->cfg.log_level, "serving on 0.0.0.0:%d and [::]:%d", port, port);
     else log_info(node->cfg.log_level, "serving on %s%s%s:%d", bracket ? "[" : "", bind_host, bracket ? "]" : "", port);
@@ -333,6 +341,8 @@ int http_listen(shazbot *node, const char *host, int port, char *err, size_t err
 }
 
 void http_free(shazbot *node) {
+    accept_guard_free(node->accept_guard); /* before the listeners it watches */
+    node->accept_guard = NULL;
     if (node->http) evhttp_free(node->http);
     node->http = NULL;
 }

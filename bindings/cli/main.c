@@ -11,6 +11,7 @@
 #include <malloc.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 static const char *const usage =
     "usage: clustershazbot <command> [options]\n"
@@ -44,6 +45,13 @@ int cli_wants_help(int argc, char **argv, const char *text) {
     return 0;
 }
 
+void cli_raise_fd_limit(void) {
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit); /* on failure the soft limit stays: no worse */
+}
+
 static int serve(int argc, char **argv) {
     if (cli_wants_help(argc, argv, serve_usage)) return 0;
     if (argc > 1) {
@@ -57,6 +65,7 @@ static int serve(int argc, char **argv) {
      * affected: nothing large was ever allocated. */
     mallopt(M_MMAP_THRESHOLD, 32 << 20);
     mallopt(M_TRIM_THRESHOLD, 64 << 20);
+    cli_raise_fd_limit();
     char err[1024];
     shazbot_settings *settings = shazbot_settings_from_env(err, sizeof err);
     if (!settings) {

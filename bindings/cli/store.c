@@ -6,6 +6,7 @@
  * and the next start removes the crashed store's temp file.
  * Every answer carries an ETag; a PUT with If-Match that no longer matches gets 412, so that
  * announcing nodes can merge and retry instead of overwriting each other. */
+#include "accept_guard.h"
 #include "cli.h"
 #include "secret.h"
 #include "wire.h"
@@ -253,6 +254,7 @@ int cli_store(int argc, char **argv) {
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);
+    cli_raise_fd_limit();
     char *host = strndup(listen, (size_t)(colon - listen));
     s.base = event_base_new();
     struct evhttp *http = evhttp_new(s.base);
@@ -261,7 +263,10 @@ int cli_store(int argc, char **argv) {
     evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_PUT | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE);
     evhttp_set_gencb(http, on_request, &s);
     int rc = 0;
-    if (evhttp_bind_socket(http, host, (ev_uint16_t)port) != 0) {
+    struct evhttp_bound_socket *bound = evhttp_bind_socket_with_handle(http, host, (ev_uint16_t)port);
+    accept_guard *guard = bound ? accept_guard_new(s.base, LOG_INFO) : NULL;
+    if (guard) accept_guard_watch(guard, evhttp_bound_socket_get_listener(bound));
+    if (!bound) {
         fprintf(stderr, "clustershazbot store: cannot listen on %s: %s\n", listen, strerror(errno));
         rc = 1;
     } else {
@@ -274,6 +279,7 @@ int cli_store(int argc, char **argv) {
         event_free(term);
         event_free(intr);
     }
+    accept_guard_free(guard);
     evhttp_free(http);
     event_base_free(s.base);
     free(host);

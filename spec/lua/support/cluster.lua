@@ -237,8 +237,6 @@ function cluster.view(node)
   return view
 end
 
--- A gossip message as JSON text (lua-cjson would write an empty list as {}). `extra`: more
--- top-level members, as JSON text.
 -- True when every node in `nodes` answers and lists every one of them online.
 function cluster.converged(nodes)
   for _, n in ipairs(nodes) do
@@ -251,6 +249,8 @@ function cluster.converged(nodes)
   return true
 end
 
+-- A gossip message as JSON text (lua-cjson would write an empty list as {}). `extra`: more
+-- top-level members, as JSON text.
 function cluster.gossip_body(online, offline, extra)
   local function list(records)
     local parts = {}
