@@ -45,6 +45,7 @@ static const variable variables[] = {
     {"SHAZBOT_LOG_LEVEL", KIND_LOG, AT(log_level), false, false, NULL},
     {"SHAZBOT_MAX_BODY", KIND_BYTES, AT(max_body), false, false, NULL},
     {"SHAZBOT_MAX_CLOCK_SKEW", KIND_SECONDS, AT(max_clock_skew), false, true, NULL},
+    {"SHAZBOT_REQUEST_TIMEOUT", KIND_SECONDS, AT(request_timeout), false, false, NULL},
     {"HAPPY_SECRET", KIND_STRING, AT(happy_secret), false, false,
      "must not be empty ('none' opens /happy to everyone; unset, every request gets 401)"},
 #undef NOT_EMPTY
@@ -61,6 +62,7 @@ void config_init(shazbot_settings *s) {
     s->log_level = LOG_INFO;
     s->max_body = 8u << 20;
     s->max_clock_skew = 300;
+    s->request_timeout = 20;
 }
 
 void config_free(shazbot_settings *s) {

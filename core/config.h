@@ -29,6 +29,7 @@ typedef struct shazbot_settings {
     char *happy_secret; /* NULL: every /happy request gets 401; "none": open */
     size_t max_body;      /* bytes */
     double max_clock_skew; /* seconds a lastUpdate may lie in the future */
+    double request_timeout; /* seconds a request may take from its first byte (http_guard.h) */
 } shazbot_settings;
 
 /* Defaults for everything optional; required values NULL. */

@@ -30,7 +30,7 @@ struct shazbot {
     policy *pol;
     transfer_pool *pool;
     struct evhttp *http;
-    struct accept_guard *accept_guard; /* over http's listeners */
+    struct http_guard *guard; /* over http: accept() failures, slow requests */
     bool http_replying; /* inside http.c's reply(): the answer being written is ours */
     char *base_path; /* the path of the base URL ("/" or "/prefix/") */
     node_state state;

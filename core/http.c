@@ -2,11 +2,12 @@
  * only routes them to the handlers of requests.c and writes their answers.
  *
  * Limits: bodies over SHAZBOT_MAX_BODY are refused by evhttp before they are read (413),
- * headers over 64 KiB likewise, and a connection that stalls for HTTP_TIMEOUT seconds is
- * closed, so a slow client holds nothing for long. evhttp writes those refusals itself, as
- * HTML pages; rewrite_error_page turns them into the protocol's JSON errors. */
-#include "accept_guard.h"
+ * headers over 64 KiB likewise, a connection that stalls for HTTP_TIMEOUT seconds is closed,
+ * and one whose request takes longer than SHAZBOT_REQUEST_TIMEOUT (http_guard.h) too, so a
+ * slow client holds nothing for long. evhttp writes those refusals itself, as HTML pages;
+ * rewrite_error_page turns them into the protocol's JSON errors. */
 #include "engine.h"
+#include "http_guard.h"
 #include "log.h"
 #include "wire.h"
 
@@ -261,7 +262,7 @@ static struct bufferevent *new_connection_buffer(struct event_base *base, void *
     if (!bev) return NULL;
     bufferevent_set_max_single_write(bev, 4 << 20);
     if (!evbuffer_add_cb(bufferevent_get_output(bev), rewrite_error_page, arg) ||
-        !evbuffer_add_cb(bufferevent_get_input(bev), read_ahead, bev)) {
+        !evbuffer_add_cb(bufferevent_get_input(bev), read_ahead, bev) || !http_guard_watch_connection(bev)) {
         bufferevent_free(bev);
         return NULL;
     }
@@ -290,7 +291,7 @@ static bool listen_ipv6_too(shazbot *node, int port) {
     if (ok) set_nodelay(fd);
     struct evhttp_bound_socket *bound = ok ? evhttp_accept_socket_with_handle(node->http, fd) : NULL;
     if (bound) {
-        accept_guard_watch(node->accept_guard, evhttp_bound_socket_get_listener(bound));
+        http_guard_watch_listener(node->guard, evhttp_bound_socket_get_listener(bound));
         return true;
     }
     log_warn(node->cfg.log_level, "not serving on [::]:%d (IPv6): %s", port, strerror(errno));
@@ -304,8 +305,8 @@ int http_listen(shazbot *node, const char *host, int port, char *err, size_t err
         return -1;
     }
     node->http = evhttp_new(node->base);
-    node->accept_guard = accept_guard_new(node->base, node->cfg.log_level);
-    if (!node->http || !node->accept_guard) {
+    node->guard = node->http ? http_guard_new(node->base, node->http, node->cfg.log_level, node->cfg.request_timeout) : NULL;
+    if (!node->http || !node->guard) {
         snprintf(err, err_len, "cannot create the HTTP server");
         http_free(node);
         return -1;
@@ -333,7 +334,7 @@ int http_listen(shazbot *node, const char *host, int port, char *err, size_t err
         return -1;
     }
     set_nodelay(evhttp_bound_socket_get_fd(bound));
-    accept_guard_watch(node->accept_guard, evhttp_bound_socket_get_listener(bound));
+    http_guard_watch_listener(node->guard, evhttp_bound_socket_get_listener(bound));
     bool ipv6_too = !host && listen_ipv6_too(node, port);
     if (ipv6_too) log_info(node->cfg.log_level, "serving on 0.0.0.0:%d and [::]:%d", port, port);
     else log_info(node->cfg.log_level, "serving on %s%s%s:%d", bracket ? "[" : "", bind_host, bracket ? "]" : "", port);
@@ -341,8 +342,8 @@ int http_listen(shazbot *node, const char *host, int port, char *err, size_t err
 }
 
 void http_free(shazbot *node) {
-    accept_guard_free(node->accept_guard); /* before the listeners it watches */
-    node->accept_guard = NULL;
+    http_guard_free(node->guard); /* before the server it watches */
+    node->guard = NULL;
     if (node->http) evhttp_free(node->http);
     node->http = NULL;
 }

@@ -6,13 +6,15 @@
  * and the next start removes the crashed store's temp file.
  * Every answer carries an ETag; a PUT with If-Match that no longer matches gets 412, so that
  * announcing nodes can merge and retry instead of overwriting each other. */
-#include "accept_guard.h"
 #include "cli.h"
+#include "config.h"
+#include "http_guard.h"
 #include "secret.h"
 #include "wire.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <dirent.h>
@@ -32,6 +34,8 @@ static const char *const store_usage =
     "PUT needs the Authorization header to equal VALUE (default: the environment's\n"
     "SHAZBOT_MASTER_LIST_UPDATE_AUTH) and a body of the form {\"online\":[...]}.\n"
     "Answers carry an ETag; a PUT whose If-Match no longer matches gets 412.\n"
+    "A request must arrive within SHAZBOT_REQUEST_TIMEOUT seconds (default 20) of its first\n"
+    "byte, plus one for every 16 KiB it carries.\n"
     "Stops on SIGTERM or SIGINT.\n";
 
 #define STORE_MAX_BODY (64u << 20)
@@ -210,6 +214,17 @@ static bool load(store *s, char *err, size_t err_len) {
     return ok;
 }
 
+/* evhttp's own connection buffer, with a deadline on each request. */
+static struct bufferevent *new_connection_buffer(struct event_base *base, void *arg) {
+    (void)arg;
+    struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (bev && !http_guard_watch_connection(bev)) {
+        bufferevent_free(bev);
+        return NULL;
+    }
+    return bev;
+}
+
 static void on_signal(evutil_socket_t fd, short what, void *arg) {
     (void)fd;
     (void)what;
@@ -246,8 +261,18 @@ int cli_store(int argc, char **argv) {
         fprintf(stderr, "clustershazbot store: --auth is required (or SHAZBOT_MASTER_LIST_UPDATE_AUTH)\n%s", store_usage);
         return 2;
     }
-    store s = {.path = path, .auth = auth};
+    /* The node's variable and its checks: one deadline for every server of a cluster. */
+    shazbot_settings settings;
+    config_init(&settings);
+    const char *timeout = getenv("SHAZBOT_REQUEST_TIMEOUT");
     char err[512];
+    if (timeout && !config_set(&settings, "SHAZBOT_REQUEST_TIMEOUT", timeout, err, sizeof err)) {
+        fprintf(stderr, "clustershazbot store: %s\n", err);
+        return 2;
+    }
+    double request_timeout = settings.request_timeout;
+    config_free(&settings);
+    store s = {.path = path, .auth = auth};
     if (!load(&s, err, sizeof err)) {
         fprintf(stderr, "clustershazbot store: %s\n", err);
         buf_free(&s.list);
@@ -262,10 +287,11 @@ int cli_store(int argc, char **argv) {
     evhttp_set_timeout(http, 10);
     evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_PUT | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE);
     evhttp_set_gencb(http, on_request, &s);
+    evhttp_set_bevcb(http, new_connection_buffer, NULL);
     int rc = 0;
     struct evhttp_bound_socket *bound = evhttp_bind_socket_with_handle(http, host, (ev_uint16_t)port);
-    accept_guard *guard = bound ? accept_guard_new(s.base, LOG_INFO) : NULL;
-    if (guard) accept_guard_watch(guard, evhttp_bound_socket_get_listener(bound));
+    http_guard *guard = bound ? http_guard_new(s.base, http, LOG_INFO, request_timeout) : NULL;
+    if (guard) http_guard_watch_listener(guard, evhttp_bound_socket_get_listener(bound));
     if (!bound) {
         fprintf(stderr, "clustershazbot store: cannot listen on %s: %s\n", listen, strerror(errno));
         rc = 1;
@@ -279,7 +305,7 @@ int cli_store(int argc, char **argv) {
         event_free(term);
         event_free(intr);
     }
-    accept_guard_free(guard);
+    http_guard_free(guard);
     evhttp_free(http);
     event_base_free(s.base);
     free(host);

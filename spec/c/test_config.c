@@ -94,7 +94,8 @@ static void test_numbers(void) {
     shazbot_settings s;
     config_init(&s);
     static const char *numeric[] = {"SHAZBOT_GOSSIP_INTERVAL", "SHAZBOT_MASTER_ANNOUNCE_MINIMUM",
-                                    "SHAZBOT_MASTER_ANNOUNCE_INTERVAL", "SHAZBOT_MAX_CLOCK_SKEW"};
+                                    "SHAZBOT_MASTER_ANNOUNCE_INTERVAL", "SHAZBOT_MAX_CLOCK_SKEW",
+                                    "SHAZBOT_REQUEST_TIMEOUT"};
     static const char *bad[] = {"abc", "", "1x", "x1", "nan", "NaN", "inf", "-inf", "infinity", "-1",
                                 "-0.5", " 5", "5 ", "5s", "1e999", "1,5", "--1", "\t"};
     for (size_t v = 0; v < sizeof numeric / sizeof *numeric; v++)
@@ -105,6 +106,9 @@ static void test_numbers(void) {
     SET_BAD(&s, "SHAZBOT_GOSSIP_INTERVAL", "0");
     SET_BAD(&s, "SHAZBOT_GOSSIP_INTERVAL", "0.0");
     SET_BAD(&s, "SHAZBOT_GOSSIP_INTERVAL", "-0");
+    SET_BAD(&s, "SHAZBOT_REQUEST_TIMEOUT", "0"); /* no time at all for a request */
+    CHECK(s.request_timeout == 20);
+    if (SET_OK(&s, "SHAZBOT_REQUEST_TIMEOUT", "2.5")) CHECK(s.request_timeout == 2.5);
     if (SET_OK(&s, "SHAZBOT_MASTER_ANNOUNCE_MINIMUM", "0")) CHECK(s.announce_minimum == 0);
     if (SET_OK(&s, "SHAZBOT_MASTER_ANNOUNCE_INTERVAL", "0")) CHECK(s.announce_interval == 0);
     if (SET_OK(&s, "SHAZBOT_MAX_CLOCK_SKEW", "0")) CHECK(s.max_clock_skew == 0);
@@ -266,7 +270,7 @@ static void test_from_env(void) {
     static const char *others[] = {
         "SHAZBOT_GOSSIP_INTERVAL", "SHAZBOT_MASTER_ANNOUNCE_MINIMUM", "SHAZBOT_MASTER_ANNOUNCE_INTERVAL",
         "SHAZBOT_MONITOR", "SHAZBOT_UPDATE_MASTER_LIST_ON_SHUTDOWN", "SHAZBOT_LISTEN", "SHAZBOT_POLICY",
-        "SHAZBOT_LOG_LEVEL", "SHAZBOT_MAX_BODY", "SHAZBOT_MAX_CLOCK_SKEW", "HAPPY_SECRET",
+        "SHAZBOT_LOG_LEVEL", "SHAZBOT_MAX_BODY", "SHAZBOT_MAX_CLOCK_SKEW", "SHAZBOT_REQUEST_TIMEOUT", "HAPPY_SECRET",
     };
     for (size_t i = 0; i < sizeof others / sizeof *others; i++) unsetenv(others[i]);
     for (size_t i = 0; i < sizeof required / sizeof *required; i++) unsetenv(required[i]);

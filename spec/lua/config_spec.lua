@@ -52,7 +52,7 @@ describe("clustershazbot serve", function()
     { "SHAZBOT_BASE_URL", "127.0.0.1:3000/" },
     { "SHAZBOT_LISTEN", "nowhere" }, { "SHAZBOT_LISTEN", "127.0.0.1:70000" },
     { "SHAZBOT_MAX_BODY", "12kb" }, { "SHAZBOT_MAX_BODY", "10" },
-    { "SHAZBOT_LOG_LEVEL", "loud" },
+    { "SHAZBOT_LOG_LEVEL", "loud" }, { "SHAZBOT_REQUEST_TIMEOUT", "0" }, { "SHAZBOT_REQUEST_TIMEOUT", "1m" },
   }) do
     it(string.format("exits with status 2 on %s=%q, naming the variable and the value", case[1], case[2]), function()
       refused({ [case[1]] = case[2] }, case[1], '"' .. case[2] .. '"')

@@ -1,6 +1,6 @@
 -- The endpoints of a real node (`clustershazbot serve`) against bad peers and bad input: wrong
 -- secrets, malformed bodies, odd records, oversized bodies, wrong paths and methods, control,
--- /happy, keep-alive and stalled clients.
+-- /happy, keep-alive, stalled clients and slow requests.
 --
 -- The nodes under test neither gossip nor announce on their own (both timers at 3600 s), and
 -- nobody knows them: their state changes only through the requests of this file. "Changes
@@ -499,6 +499,113 @@ describe("a node's endpoints", function()
         s:close()
       end
       assert.are.equal(200, (cluster.request("GET", node.url .. "clustershazbot/list")))
+    end)
+  end)
+
+  describe("slow requests", function()
+    -- Each request must arrive within SHAZBOT_REQUEST_TIMEOUT of its first byte, plus a
+    -- second for every 16 KiB it carries; evhttp's 10 s timeout alone is an idle timeout,
+    -- which a client sending a byte every few seconds never meets.
+    local TIMEOUT = 2
+    local slow
+
+    setup(function()
+      slow = cluster.start_node(store, with { SHAZBOT_REQUEST_TIMEOUT = tostring(TIMEOUT) })
+    end)
+
+    -- Sends `data` a byte every `gap` seconds until the peer closes the connection; returns
+    -- the seconds that took, or nil if all of it went through (answered before the limit).
+    local function trickle(port, data, gap, limit)
+      local conn = assert(socket.connect("127.0.0.1", port))
+      local t0 = cluster.now()
+      for i = 1, #data do
+        if not conn:send(data:sub(i, i)) or closed_by_peer(conn) then
+          conn:close()
+          return cluster.now() - t0
+        end
+        if cluster.now() - t0 > limit then break end
+        cluster.sleep(gap) -- the client's pace, which is what is under test
+      end
+      conn:close()
+      return nil
+    end
+
+    it("closes a connection whose request trickles in, and serves others meanwhile", function()
+      local request = raw_request("POST", "/clustershazbot/gossip", cluster.gossip_body({ fresh_record() }),
+        { Authorization = cluster.secret })
+      local served_meanwhile = 0
+      local conn = assert(socket.connect("127.0.0.1", slow.port))
+      local t0, took = cluster.now(), nil
+      for i = 1, #request do
+        if not conn:send(request:sub(i, i)) or closed_by_peer(conn) then
+          took = cluster.now() - t0
+          break
+        end
+        if cluster.request("GET", slow.url .. "clustershazbot/list") == 200 then served_meanwhile = served_meanwhile + 1 end
+        assert.is_true(cluster.now() - t0 < 4 * TIMEOUT, "still open after " .. (cluster.now() - t0) .. " s")
+        cluster.sleep(0.2) -- the client's pace: 5 bytes a second, never idle for 10 s
+      end
+      conn:close()
+      print(string.format("# trickled request closed after %.2f s (timeout %d s)", took or -1, TIMEOUT))
+      assert.is_truthy(took, "the whole request went through")
+      assert.is_true(took >= TIMEOUT - 0.1 and took < TIMEOUT + 2, "closed after " .. took .. " s")
+      assert.is_true(served_meanwhile >= 5, served_meanwhile)
+      assert.truthy(cluster.read_log(slow.proc):find("closing a connection whose request took over 2 s", 1, true))
+      assert.are.equal(200, (cluster.request("GET", slow.url .. "clustershazbot/list")))
+    end)
+
+    it("lets a large body through that arrives slowly but steadily", function()
+      local records = {}
+      for i = 1, 3000 do records[i] = fresh_record() end
+      local request = raw_request("POST", "/clustershazbot/gossip", cluster.gossip_body(records),
+        { Authorization = cluster.secret })
+      local conn = assert(socket.connect("127.0.0.1", slow.port))
+      conn:settimeout(10)
+      local t0, piece = cluster.now(), 12000
+      for at = 1, #request, piece do
+        assert(conn:send(request:sub(at, at + piece - 1)))
+        cluster.sleep(0.1) -- 120 KB a second: over TIMEOUT in all, within its allowance
+      end
+      local status, _, body = read_answer(conn)
+      local took = cluster.now() - t0
+      conn:close()
+      print(string.format("# %d bytes in %.2f s: %d", #request, took, status))
+      assert.is_true(took > TIMEOUT, took)
+      assert.are.equal(200, status, body:sub(1, 200))
+      assert.are.same(records[3000], cluster.view(slow).online[records[3000].baseUrl])
+    end)
+
+    it("gives each request of a kept-alive connection its own deadline", function()
+      local conn = assert(socket.connect("127.0.0.1", slow.port))
+      conn:settimeout(5)
+      local t0 = cluster.now()
+      for _ = 1, 3 do
+        assert(conn:send(raw_request("GET", "/clustershazbot/list")))
+        assert.are.equal(200, (read_answer(conn)))
+        cluster.sleep(TIMEOUT * 0.75) -- idle between requests: no request is under way
+      end
+      assert.is_true(cluster.now() - t0 > TIMEOUT * 2)
+      assert(conn:send(raw_request("GET", "/clustershazbot/list")))
+      assert.are.equal(200, (read_answer(conn)))
+      conn:close()
+    end)
+
+    it("applies to the store too, with the same variable", function()
+      local dir = cluster.tempdir()
+      local port = cluster.free_port()
+      local store_url = string.format("http://127.0.0.1:%d/", port)
+      local proc = cluster.spawn(string.format("store --listen 127.0.0.1:%d --file %s/list.json --auth %s",
+        port, dir, cluster.update_auth), { SHAZBOT_REQUEST_TIMEOUT = tostring(TIMEOUT) }, dir)
+      cluster.wait_until(5, "the store to answer", function() return cluster.request("GET", store_url) == 200 end)
+      local took = trickle(port, raw_request("GET", "/"), 0.2, 4 * TIMEOUT)
+      assert.is_truthy(took, "the whole request went through")
+      assert.is_true(took >= TIMEOUT - 0.1 and took < TIMEOUT + 2, "closed after " .. took .. " s")
+      assert.are.equal(200, (cluster.request("GET", store_url)))
+      local status, out = cluster.sh(string.format("SHAZBOT_REQUEST_TIMEOUT=soon %s store --listen 127.0.0.1:%d --file %s/x.json --auth a",
+        cluster.bin, cluster.free_port(), dir))
+      assert.are.equal(2, status, out)
+      assert.truthy(out:find('SHAZBOT_REQUEST_TIMEOUT: "soon"', 1, true), out)
+      cluster.signal(proc, "TERM")
     end)
   end)
 

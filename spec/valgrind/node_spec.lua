@@ -1,7 +1,7 @@
 -- One integration run under valgrind: a node that bootstraps from the store, gossips with two
--- peers, answers good and bad requests (one that evhttp refuses itself) and /happy, then
--- leaves on SIGTERM, must finish with no memory error and nothing definitely or indirectly
--- lost.
+-- peers, answers good and bad requests (one that evhttp refuses itself) and /happy, closes a
+-- request that trickles in past its deadline, then leaves on SIGTERM with a kept-alive client
+-- still connected, must finish with no memory error and nothing definitely or indirectly lost.
 
 local cluster = require "support.cluster"
 
@@ -14,7 +14,7 @@ describe("a node under valgrind", function()
     local store = cluster.start_store(dir)
     local peers = { cluster.start_node(store), cluster.start_node(store) }
     -- No SHAZBOT_LISTEN: the node opens its IPv4 and IPv6 listeners itself.
-    local node = cluster.start_node(store, { SHAZBOT_LISTEN = false }, {
+    local node = cluster.start_node(store, { SHAZBOT_LISTEN = false, SHAZBOT_REQUEST_TIMEOUT = "1" }, {
       dir = dir, timeout = 60,
       wrapper = "valgrind --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect " ..
                 "--errors-for-leak-kinds=definite,indirect --log-file=" .. vlog,
@@ -34,8 +34,25 @@ describe("a node under valgrind", function()
     local answer = conn:receive("*a")
     conn:close()
     assert.truthy(answer and answer:find('{"error":"malformed HTTP request"}', 1, true), answer)
+    -- A request that trickles in: its connection is closed after the deadline (1 s here).
+    local slow = assert(socket.connect("127.0.0.1", node.port))
+    slow:settimeout(0.3)
+    local closed = false
+    for i = 1, 60 do
+      assert(slow:send(("GET /clustershazbot/list HTTP/1.1\r\n"):sub(i % 20 + 1, i % 20 + 1)))
+      local _, err = slow:receive(1) -- also the client's pace: 0.3 s a byte
+      if err == "closed" then closed = true break end
+    end
+    slow:close()
+    assert.is_true(closed, "the trickled request was not cut")
+    -- A kept-alive client still connected when the node leaves: its connection is freed then.
+    local kept = assert(socket.connect("127.0.0.1", node.port))
+    kept:settimeout(30)
+    assert(kept:send("GET /clustershazbot/list HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"))
+    assert.truthy(kept:receive("*l"):find("200", 1, true))
     cluster.signal(node.proc, "TERM")
     local status = cluster.wait_exit(node.proc, 60)
+    kept:close()
     local f = assert(io.open(vlog))
     local report = f:read("a")
     f:close()
