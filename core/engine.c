@@ -73,7 +73,8 @@ static bool send_gossip(shazbot *node, const char *peer_url, transfer_done_fn do
     buf_printf(&url, "%sclustershazbot/gossip", peer_url);
     wire_write_list(&body, node->m, WIRE_WITH_MESSAGE | WIRE_WITH_OFFLINE);
     transfer_request req = {.method = "POST", .url = url.data, .authorization = node->cfg.secret,
-                            .body = body.data, .body_len = body.len, .timeout_ms = GOSSIP_TIMEOUT_MS};
+                            .body = body.data, .body_len = body.len, .timeout_ms = GOSSIP_TIMEOUT_MS,
+                            .direct = true};
     bool ok = !url.failed && !body.failed && transfer_start(node->pool, &req, done, node);
     buf_free(&url);
     buf_free(&body);

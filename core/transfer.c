@@ -216,6 +216,7 @@ bool transfer_start(transfer_pool *pool, const transfer_request *req, transfer_d
     /* Peers name URLs; only plain web requests to them, never file:// or redirects. */
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    if (req->direct) curl_easy_setopt(e, CURLOPT_PROXY, ""); /* "": no proxy, whatever the environment says */
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, j);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);

@@ -30,6 +30,10 @@ typedef struct transfer_request {
     const char *body;          /* copied; NULL for none */
     size_t body_len;
     long timeout_ms;
+    /* Straight to the URL, past any proxy the environment names (http_proxy, ALL_PROXY...):
+     * set for peers, which are the cluster's own servers. Unset, libcurl's usual rules apply,
+     * which a master list on another network may need. */
+    bool direct;
 } transfer_request;
 
 /* `max_response` bounds the bytes kept of an answer; a longer one fails the transfer. */

@@ -130,4 +130,24 @@ describe("clustershazbot serve", function()
       assert.are.equal(0, status)
     end)
   end
+
+  it("gossips with peers directly when the environment names a proxy, and takes the master list through it", function()
+    -- The store answers at every path, absolute-URI request lines included, so it stands in
+    -- for the proxy. Node b has the proxy in its environment and a master-list URL nobody
+    -- listens on: only a request sent through the proxy reaches the list, which holds node a.
+    -- Nobody announces, so a learns of b only from b's gossip: sent through the proxy, it
+    -- would reach the store instead, and a would never hear of b.
+    local quiet = { SHAZBOT_MASTER_ANNOUNCE_MINIMUM = "3600" }
+    local store = cluster.start_store()
+    local a = cluster.start_node(store, quiet)
+    local record = cluster.view(a).online[a.url]
+    assert.are.equal(200, (cluster.request("PUT", store.url, { online = { record } }, { Authorization = cluster.update_auth })))
+    local nowhere = "http://127.0.0.1:9/list.json"
+    local b = cluster.start_node(store, {
+      SHAZBOT_MASTER_ANNOUNCE_MINIMUM = "3600", http_proxy = store.url, ALL_PROXY = store.url,
+      SHAZBOT_MASTER_LIST = nowhere, SHAZBOT_MASTER_LIST_UPDATE = nowhere,
+    }, { wrapper = "env -u no_proxy -u NO_PROXY" }) -- whatever exceptions this machine's environment holds
+    cluster.wait_until(15, "the two nodes to converge", function() return cluster.converged({ a, b }) end)
+    assert.truthy(cluster.read_log(b.proc):find("master list loaded: 2 known", 1, true), cluster.read_log(b.proc))
+  end)
 end)
