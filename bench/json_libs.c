@@ -31,6 +31,9 @@ static char *make_body(int records, size_t *len) {
     return s;
 }
 
+/* In json_c.c: json-c's names clash with jansson's in one file. */
+void json_c_parse(const char *body, size_t len);
+
 static int sax_count;
 static int on_string(void *ctx, const unsigned char *s, size_t l) { (void)ctx; (void)s; (void)l; sax_count++; return 1; }
 static int on_number(void *ctx, const char *s, size_t l) { (void)ctx; (void)s; (void)l; return 1; }
@@ -56,6 +59,7 @@ int main(void) {
     TIME("jansson parse+print", rounds, {
         json_t *j = json_loadb(body, len, 0, NULL);
         char *o = json_dumps(j, JSON_COMPACT); free(o); json_decref(j); });
+    TIME("json-c parse", rounds, json_c_parse(body, len));
     char *zbody = strndup(body, len);
     TIME("yajl tree parse", rounds, { yajl_val v = yajl_tree_parse(zbody, NULL, 0); yajl_tree_free(v); });
     yajl_callbacks cb = { .yajl_boolean = on_bool, .yajl_number = on_number, .yajl_string = on_string };

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 packages=(build-essential cmake pkg-config curl
           liblua5.4-dev lua5.4 libevent-dev libcurl4-openssl-dev libyajl-dev
           lua-cjson lua-busted lua-socket
-          libcjson-dev libjansson-dev libjsmn-dev valgrind wrk luarocks
+          libcjson-dev libjansson-dev libjson-c-dev libjsmn-dev valgrind wrk luarocks
           nginx libnginx-mod-http-lua)
 
 missing=()
