@@ -10,7 +10,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
+#include <string.h> /* strerror: evutil_socket_error_to_string */
 #include <sys/socket.h>
 #include <time.h>
 
@@ -160,7 +160,7 @@ static void on_first_bytes(struct evbuffer *in, const struct evbuffer_cb_info *i
     log_level log_limit = g ? g->log_limit : LOG_ERROR;
     pthread_mutex_unlock(&guards_lock);
     if (!g) return;
-    request_clock *c = calloc(1, sizeof *c);
+    request_clock *c = malloc(sizeof *c);
     if (!c) return; /* out of memory: this connection goes without a deadline */
     *c = (request_clock){.bev = bev, .timeout_ms = timeout_ms, .log_limit = log_limit};
     c->on_input = evbuffer_add_cb(in, on_request_bytes, c);

@@ -96,13 +96,8 @@ describe("out of file descriptors", function()
   end)
 
   it("a store pauses accepting instead of spinning, and serves again afterwards", function()
-    local dir = cluster.tempdir()
-    local port = cluster.free_port()
-    local store = { url = string.format("http://127.0.0.1:%d/", port) }
-    store.proc = cluster.spawn(string.format("store --listen 127.0.0.1:%d --file %s/list.json --auth %s",
-      port, dir, cluster.update_auth), {}, dir, "prlimit --nofile=64:64")
-    cluster.wait_until(5, "the store to answer", function() return cluster.request("GET", store.url) == 200 end)
-    flood_and_recover(store.proc, port, function() return cluster.request("GET", store.url) == 200 end)
+    local store = cluster.start_store(nil, nil, { wrapper = "prlimit --nofile=64:64" })
+    flood_and_recover(store.proc, store.port, function() return cluster.request("GET", store.url) == 200 end)
     assert.is_nil(cluster.exit_status(store.proc))
   end)
 end)

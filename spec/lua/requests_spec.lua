@@ -591,21 +591,17 @@ describe("a node's endpoints", function()
     end)
 
     it("applies to the store too, with the same variable", function()
-      local dir = cluster.tempdir()
-      local port = cluster.free_port()
-      local store_url = string.format("http://127.0.0.1:%d/", port)
-      local proc = cluster.spawn(string.format("store --listen 127.0.0.1:%d --file %s/list.json --auth %s",
-        port, dir, cluster.update_auth), { SHAZBOT_REQUEST_TIMEOUT = tostring(TIMEOUT) }, dir)
-      cluster.wait_until(5, "the store to answer", function() return cluster.request("GET", store_url) == 200 end)
-      local took = trickle(port, raw_request("GET", "/"), 0.2, 4 * TIMEOUT)
+      local timed = cluster.start_store(nil, nil, { env = { SHAZBOT_REQUEST_TIMEOUT = tostring(TIMEOUT) } })
+      local store_url = timed.url
+      local took = trickle(timed.port, raw_request("GET", "/"), 0.2, 4 * TIMEOUT)
       assert.is_truthy(took, "the whole request went through")
       assert.is_true(took >= TIMEOUT - 0.1 and took < TIMEOUT + 2, "closed after " .. took .. " s")
       assert.are.equal(200, (cluster.request("GET", store_url)))
       local status, out = cluster.sh(string.format("SHAZBOT_REQUEST_TIMEOUT=soon %s store --listen 127.0.0.1:%d --file %s/x.json --auth a",
-        cluster.bin, cluster.free_port(), dir))
+        cluster.bin, cluster.free_port(), cluster.tempdir()))
       assert.are.equal(2, status, out)
       assert.truthy(out:find('SHAZBOT_REQUEST_TIMEOUT: "soon"', 1, true), out)
-      cluster.signal(proc, "TERM")
+      cluster.signal(timed.proc, "TERM")
     end)
   end)
 

@@ -176,13 +176,15 @@ end
 -- A store and node configuration ----------------------------------------------------------
 
 -- Starts a master-list store keeping its list in `dir`/master-list.json, on `port` if given
--- (a restarted store takes its old port back). Returns { proc, port, file, url }.
-function cluster.start_store(dir, port)
+-- (a restarted store takes its old port back). `opts`: { env (a table added to the
+-- environment), wrapper (a command prefix) }. Returns { proc, port, file, url }.
+function cluster.start_store(dir, port, opts)
+  opts = opts or {}
   dir = dir or cluster.tempdir()
   port = port or cluster.free_port()
   local file = dir .. "/master-list.json"
   local proc = cluster.spawn(string.format("store --listen 127.0.0.1:%d --file %s --auth %s",
-    port, quote(file), quote(cluster.update_auth)), {}, dir)
+    port, quote(file), quote(cluster.update_auth)), opts.env or {}, dir, opts.wrapper)
   local store = { proc = proc, port = port, file = file, url = string.format("http://127.0.0.1:%d/", port) }
   cluster.wait_until(5, "the store to answer", function()
     return cluster.request("GET", store.url) == 200
