@@ -1,69 +1,45 @@
-/* engine: the node itself (struct shazbot), shared by the lifecycle and timers (engine.c), the
- * request handlers (requests.c) and the evhttp adapter (http.c). Not a public header. */
+/* engine: the protocol logic of a node (PROTOCOL.md, "Timers and transfers"), written once
+ * against a clock and a transport (driver.h), so that the real node, the simulator and the
+ * unit tests all run the same rules. Not a public header. */
 #ifndef SHAZBOT_ENGINE_H
 #define SHAZBOT_ENGINE_H
 
-#include "buf.h"
-#include "clustershazbot.h"
-#include "config.h"
-#include "membership.h"
-#include "policy.h"
-#include "transfer.h"
-#include "wire.h"
+#include "node.h"
 
-#include <stdint.h>
+#define ENGINE_GOSSIP_TIMEOUT_MS 5000
+#define ENGINE_MASTER_LIST_TIMEOUT_MS 10000
+#define ENGINE_GOSSIP_RETRY_SECONDS 3.0
+#define ENGINE_MASTER_BACKOFF_MAX 60.0
+#define ENGINE_ANNOUNCE_MAX_CONFLICTS 5
+/* Shutdown waits this long for the goodbye fan-out, and at most this long in all. */
+#define ENGINE_SHUTDOWN_FANOUT_SECONDS 6.0
+#define ENGINE_SHUTDOWN_TOTAL_SECONDS 25.0
+/* The longest a timer is armed for (see engine_arm). */
+#define ENGINE_ARM_MAX_SECONDS (30.0 * 86400)
 
-typedef enum { NODE_CREATED, NODE_RUNNING, NODE_STOPPING, NODE_STOPPED } node_state;
+/* Sets up `e` from complete settings (copied) with its drivers and its policy (which it then
+ * owns, even on failure). Nothing runs yet. False with a message on failure; `e` must then
+ * still be given to engine_destroy. */
+bool engine_init(engine *e, const shazbot_settings *s, engine_clock clock, engine_transport transport,
+                 policy *pol, char *err, size_t err_len);
+void engine_destroy(engine *e);
 
-/* Answers per second over the last minute, for the happy-style figures. */
-#define STATS_SECONDS 60
-typedef struct request_stats {
-    int64_t second[STATS_SECONDS]; /* which epoch second each slot counts */
-    uint32_t requests[STATS_SECONDS], fails[STATS_SECONDS], errors[STATS_SECONDS];
-} request_stats;
+/* 0, or -1 when not in the created state. */
+int engine_start(engine *e);
+/* Leaves the cluster; done(arg) is called once stopped. -1 when not running. */
+int engine_shutdown(engine *e, void (*done)(void *), void *arg);
+/* Stops at once, goodbyes or not (a second signal). */
+void engine_stop_now(engine *e);
 
-struct shazbot {
-    shazbot_settings cfg;
-    struct event_base *base;
-    bool own_base;
-    membership *m;
-    policy *pol;
-    transfer_pool *pool;
-    struct evhttp *http;
-    struct http_guard *guard; /* over http: accept() failures, slow requests */
-    bool http_replying; /* inside http.c's reply(): the answer being written is ours */
-    char *base_path; /* the path of the base URL ("/" or "/prefix/") */
-    node_state state;
+/* Gossip, list and control are answered while the node is part of the cluster, and during
+ * its shutdown, when answering spreads its goodbye. */
+bool engine_serving(const engine *e);
 
-    struct event *gossip_timer, *gossip_retry_timer, *announce_timer, *master_retry_timer;
-    struct event *shutdown_deadline, *sigterm, *sigint, *step_timer;
-    char *round_peer; /* the peer of the gossip round under way, NULL between rounds */
-    bool round_retried; /* its one retry has been used */
-    double master_backoff;
-    int announce_attempts; /* within one announcement, for If-Match conflicts */
-    bool announcing;
-    size_t shutdown_pending; /* goodbyes not answered yet */
-    bool goodbyes_done, shutdown_announced;
-    void (*shutdown_done)(void *);
-    void *shutdown_arg;
+static inline int64_t engine_now(const engine *e) { return e->clock.now_ms(e->clock.ctx); }
 
-    request_stats stats;
-};
-
-int64_t engine_now_ms(void);
-
-/* Handlers shared by the C API and evhttp: write the answer body into `out`, return the HTTP
- * status. */
-int requests_gossip(shazbot *node, const char *auth, const wire_chunk *body, size_t chunks, buf *out);
-int requests_list(shazbot *node, const char *auth, buf *out);
-int requests_control(shazbot *node, const char *auth, const wire_chunk *body, size_t chunks,
-                     buf *out);
-int requests_happy(shazbot *node, const char *auth, bool quick, buf *out);
-/* Counts one answer of `status` in the per-second figures. */
-void requests_count(shazbot *node, int status);
-
-/* evhttp: serve the endpoints. */
-int http_listen(shazbot *node, const char *host, int port, char *err, size_t err_len);
-void http_free(shazbot *node);
+/* Arms `t` for `seconds`, clamped to [0, ENGINE_ARM_MAX_SECONDS]: delays come from the
+ * configuration and from policy hooks, may be huge, and converting 1e300 to time_t is
+ * undefined (on x86-64 it gave a negative timeout, so the timer fired at once, for ever). */
+void engine_arm(engine *e, engine_timer *t, double seconds);
 
 #endif

@@ -6,7 +6,9 @@
  * and one whose request takes longer than SHAZBOT_REQUEST_TIMEOUT (http_guard.h) too, so a
  * slow client holds nothing for long. evhttp writes those refusals itself, as HTML pages;
  * rewrite_error_page turns them into the protocol's JSON errors. */
-#include "engine.h"
+#include "http.h"
+
+#include "requests.h"
 #include "http_guard.h"
 #include "log.h"
 #include "wire.h"
@@ -42,7 +44,7 @@ static const char *reason_phrase(int status) {
 }
 
 static void reply(shazbot *node, struct evhttp_request *req, int status, buf *b) {
-    requests_count(node, status);
+    requests_count(&node->e, status);
     struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
     evhttp_add_header(headers, "Content-Type", "application/json");
     struct evbuffer *body = evbuffer_new();
@@ -57,9 +59,9 @@ static void reply(shazbot *node, struct evhttp_request *req, int status, buf *b)
     }
     if (body && data) evbuffer_add_reference(body, data, len, free_body, NULL);
     else free(data);
-    node->http_replying = true;
+    node->listener.replying = true;
     evhttp_send_reply(req, status, reason_phrase(status), body);
-    node->http_replying = false;
+    node->listener.replying = false;
     if (body) evbuffer_free(body);
 }
 
@@ -109,8 +111,8 @@ typedef enum { ROUTE_GOSSIP, ROUTE_LIST, ROUTE_CONTROL, ROUTE_HAPPY, ROUTE_HAPPY
 static route find_route(const shazbot *node, const char *path) {
     if (strcmp(path, "/happy") == 0) return ROUTE_HAPPY;
     if (strcmp(path, "/happy/quick") == 0) return ROUTE_HAPPY_QUICK;
-    size_t prefix = strlen(node->base_path);
-    if (strncmp(path, node->base_path, prefix) != 0) return ROUTE_NONE;
+    size_t prefix = strlen(node->listener.base_path);
+    if (strncmp(path, node->listener.base_path, prefix) != 0) return ROUTE_NONE;
     path += prefix;
     if (strcmp(path, "clustershazbot/gossip") == 0) return ROUTE_GOSSIP;
     if (strcmp(path, "clustershazbot/list") == 0) return ROUTE_LIST;
@@ -143,11 +145,11 @@ static void on_request(struct evhttp_request *req, void *arg) {
     }
     int status;
     switch (r) {
-    case ROUTE_GOSSIP: status = requests_gossip(node, auth, body.chunks, body.count, out); break;
-    case ROUTE_CONTROL: status = requests_control(node, auth, body.chunks, body.count, out); break;
-    case ROUTE_LIST: status = requests_list(node, auth, out); break;
-    case ROUTE_HAPPY: status = requests_happy(node, auth, false, out); break;
-    default: status = requests_happy(node, auth, true, out); break;
+    case ROUTE_GOSSIP: status = requests_gossip(&node->e, auth, body.chunks, body.count, out); break;
+    case ROUTE_CONTROL: status = requests_control(&node->e, auth, body.chunks, body.count, out); break;
+    case ROUTE_LIST: status = requests_list(&node->e, auth, out); break;
+    case ROUTE_HAPPY: status = requests_happy(&node->e, auth, false, out); break;
+    default: status = requests_happy(&node->e, auth, true, out); break;
     }
     if (post) body_pieces_free(&body);
     reply(node, req, status, out);
@@ -159,14 +161,14 @@ static void on_request(struct evhttp_request *req, void *arg) {
  * evhttp_set_errorcb), while every error of the protocol is JSON. So each connection's output
  * buffer is watched: evhttp puts a page in it whole, status line to closing tag, before the
  * socket is written, and once the closing tag of such a page is in, the page is replaced by the
- * same status in JSON. Our own answers (node->http_replying) are not looked at. */
+ * same status in JSON. Our own answers (node->listener.replying) are not looked at. */
 static const char html_page_end[] = "</BODY></HTML>\n";
 
 static void rewrite_error_page(struct evbuffer *out, const struct evbuffer_cb_info *info, void *arg) {
     shazbot *node = arg;
     const size_t end_len = sizeof html_page_end - 1;
     size_t len = evbuffer_get_length(out);
-    if (node->http_replying || info->n_added == 0 || len < end_len + 16) return;
+    if (node->listener.replying || info->n_added == 0 || len < end_len + 16) return;
     char end[sizeof html_page_end], head[14] = {0};
     struct evbuffer_ptr at;
     if (evbuffer_ptr_set(out, &at, len - end_len, EVBUFFER_PTR_SET) != 0 ||
@@ -181,7 +183,7 @@ static void rewrite_error_page(struct evbuffer *out, const struct evbuffer_cb_in
 
     buf message = {0}, answer = {0};
     if (status == 413)
-        buf_printf(&message, "body over the limit of %zu bytes (SHAZBOT_MAX_BODY)", node->cfg.max_body);
+        buf_printf(&message, "body over the limit of %zu bytes (SHAZBOT_MAX_BODY)", node->e.cfg.max_body);
     else if (status == 400)
         buf_printf(&message, "malformed HTTP request");
     else if (status == 501)
@@ -196,11 +198,11 @@ static void rewrite_error_page(struct evbuffer *out, const struct evbuffer_cb_in
                head[7], status, reason_phrase(status), json.len);
     buf_add(&answer, json.data, json.len);
     if (answer.data && json.data) {
-        node->http_replying = true; /* the JSON answer is ours: not to be looked at again */
+        node->listener.replying = true; /* the JSON answer is ours: not to be looked at again */
         evbuffer_drain(out, len);
         evbuffer_add(out, answer.data, answer.len);
-        node->http_replying = false;
-        requests_count(node, status);
+        node->listener.replying = false;
+        requests_count(&node->e, status);
     }
     buf_free(&message);
     buf_free(&json);
@@ -289,44 +291,44 @@ static bool listen_ipv6_too(shazbot *node, int port) {
               setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) == 0 &&
               bind(fd, (struct sockaddr *)&any, sizeof any) == 0 && listen(fd, 128) == 0;
     if (ok) set_nodelay(fd);
-    struct evhttp_bound_socket *bound = ok ? evhttp_accept_socket_with_handle(node->http, fd) : NULL;
+    struct evhttp_bound_socket *bound = ok ? evhttp_accept_socket_with_handle(node->listener.http, fd) : NULL;
     if (bound) {
-        http_guard_watch_listener(node->guard, evhttp_bound_socket_get_listener(bound));
+        http_guard_watch_listener(node->listener.guard, evhttp_bound_socket_get_listener(bound));
         return true;
     }
-    log_warn(node->cfg.log_level, "not serving on [::]:%d (IPv6): %s", port, strerror(errno));
+    log_warn(node->e.cfg.log_level, "not serving on [::]:%d (IPv6): %s", port, strerror(errno));
     if (fd >= 0) evutil_closesocket(fd);
     return false;
 }
 
 int http_listen(shazbot *node, const char *host, int port, char *err, size_t err_len) {
-    if (node->http) {
+    if (node->listener.http) {
         snprintf(err, err_len, "already listening");
         return -1;
     }
-    node->http = evhttp_new(node->base);
-    node->guard = node->http ? http_guard_new(node->base, node->http, node->cfg.log_level, node->cfg.request_timeout) : NULL;
-    if (!node->http || !node->guard) {
+    node->listener.http = evhttp_new(node->base);
+    node->listener.guard = node->listener.http ? http_guard_new(node->base, node->listener.http, node->e.cfg.log_level, node->e.cfg.request_timeout) : NULL;
+    if (!node->listener.http || !node->listener.guard) {
         snprintf(err, err_len, "cannot create the HTTP server");
         http_free(node);
         return -1;
     }
-    evhttp_set_max_body_size(node->http, (ev_ssize_t)node->cfg.max_body);
-    evhttp_set_max_headers_size(node->http, HTTP_MAX_HEADERS);
-    evhttp_set_timeout(node->http, HTTP_TIMEOUT);
+    evhttp_set_max_body_size(node->listener.http, (ev_ssize_t)node->e.cfg.max_body);
+    evhttp_set_max_headers_size(node->listener.http, HTTP_MAX_HEADERS);
+    evhttp_set_timeout(node->listener.http, HTTP_TIMEOUT);
     /* Read and drop the rest of an oversized body before answering 413, so that the client
      * sees the answer rather than a reset connection. */
-    evhttp_set_flags(node->http, EVHTTP_SERVER_LINGERING_CLOSE);
+    evhttp_set_flags(node->listener.http, EVHTTP_SERVER_LINGERING_CLOSE);
     /* Every method reaches on_request, which answers 405 in JSON itself. */
-    evhttp_set_allowed_methods(node->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+    evhttp_set_allowed_methods(node->listener.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
                                                EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD |
                                                EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
-    evhttp_set_gencb(node->http, on_request, node);
-    evhttp_set_bevcb(node->http, new_connection_buffer, node);
+    evhttp_set_gencb(node->listener.http, on_request, node);
+    evhttp_set_bevcb(node->listener.http, new_connection_buffer, node);
     /* No host: every interface, IPv4 (0.0.0.0) and IPv6 ([::], see listen_ipv6_too). */
     const char *bind_host = host ? host : "0.0.0.0";
     bool bracket = strchr(bind_host, ':') != NULL;
-    struct evhttp_bound_socket *bound = evhttp_bind_socket_with_handle(node->http, bind_host, (ev_uint16_t)port);
+    struct evhttp_bound_socket *bound = evhttp_bind_socket_with_handle(node->listener.http, bind_host, (ev_uint16_t)port);
     if (!bound) {
         snprintf(err, err_len, "cannot listen on %s%s%s:%d: %s", bracket ? "[" : "", bind_host,
                  bracket ? "]" : "", port, strerror(errno));
@@ -334,16 +336,16 @@ int http_listen(shazbot *node, const char *host, int port, char *err, size_t err
         return -1;
     }
     set_nodelay(evhttp_bound_socket_get_fd(bound));
-    http_guard_watch_listener(node->guard, evhttp_bound_socket_get_listener(bound));
+    http_guard_watch_listener(node->listener.guard, evhttp_bound_socket_get_listener(bound));
     bool ipv6_too = !host && listen_ipv6_too(node, port);
-    if (ipv6_too) log_info(node->cfg.log_level, "serving on 0.0.0.0:%d and [::]:%d", port, port);
-    else log_info(node->cfg.log_level, "serving on %s%s%s:%d", bracket ? "[" : "", bind_host, bracket ? "]" : "", port);
+    if (ipv6_too) log_info(node->e.cfg.log_level, "serving on 0.0.0.0:%d and [::]:%d", port, port);
+    else log_info(node->e.cfg.log_level, "serving on %s%s%s:%d", bracket ? "[" : "", bind_host, bracket ? "]" : "", port);
     return 0;
 }
 
 void http_free(shazbot *node) {
-    http_guard_free(node->guard); /* before the server it watches */
-    node->guard = NULL;
-    if (node->http) evhttp_free(node->http);
-    node->http = NULL;
+    http_guard_free(node->listener.guard); /* before the server it watches */
+    node->listener.guard = NULL;
+    if (node->listener.http) evhttp_free(node->listener.http);
+    node->listener.http = NULL;
 }

@@ -7,6 +7,7 @@
 #include "transfer.h"
 
 #include "buf.h"
+#include "log.h"
 
 #include <curl/curl.h>
 #include <event2/event.h>
@@ -42,7 +43,9 @@ static void job_free(job *j) {
     else if (pool->jobs == j) pool->jobs = j->next;
     if (j->next) j->next->prev = j->prev;
     if (j->easy) {
-        curl_multi_remove_handle(pool->multi, j->easy);
+        /* Fails only for a handle the multi does not hold (one that never got added). */
+        CURLMcode rc = curl_multi_remove_handle(pool->multi, j->easy);
+        if (rc != CURLM_OK && rc != CURLM_BAD_EASY_HANDLE) log_warn(LOG_WARN, "transfers: %s", curl_multi_strerror(rc));
         curl_easy_cleanup(j->easy);
     }
     curl_slist_free_all(j->headers);
@@ -84,21 +87,25 @@ static void check_finished(transfer_pool *pool) {
     }
 }
 
-static void on_socket_event(evutil_socket_t fd, short what, void *arg) {
-    transfer_pool *pool = arg;
-    int flags = (what & EV_READ ? CURL_CSELECT_IN : 0) | (what & EV_WRITE ? CURL_CSELECT_OUT : 0);
+/* curl_multi_socket_action fails only on misuse or when out of memory; the transfers it
+ * could not drive still finish through their own timeouts at the next action, so a failure is
+ * logged rather than acted on. */
+static void socket_action(transfer_pool *pool, curl_socket_t fd, int flags) {
     int running;
-    curl_multi_socket_action(pool->multi, fd, flags, &running);
+    CURLMcode rc = curl_multi_socket_action(pool->multi, fd, flags, &running);
+    if (rc != CURLM_OK) log_warn(LOG_WARN, "transfers: %s", curl_multi_strerror(rc));
     check_finished(pool);
+}
+
+static void on_socket_event(evutil_socket_t fd, short what, void *arg) {
+    int flags = (what & EV_READ ? CURL_CSELECT_IN : 0) | (what & EV_WRITE ? CURL_CSELECT_OUT : 0);
+    socket_action(arg, fd, flags);
 }
 
 static void on_timeout(evutil_socket_t fd, short what, void *arg) {
     (void)fd;
     (void)what;
-    transfer_pool *pool = arg;
-    int running;
-    curl_multi_socket_action(pool->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    check_finished(pool);
+    socket_action(arg, CURL_SOCKET_TIMEOUT, 0);
 }
 
 static int on_curl_timer(CURLM *multi, long timeout_ms, void *arg) {
@@ -106,11 +113,10 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *arg) {
     transfer_pool *pool = arg;
     if (timeout_ms < 0) {
         evtimer_del(pool->timer);
-    } else {
-        struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-        evtimer_add(pool->timer, &tv);
+        return 0;
     }
-    return 0;
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    return evtimer_add(pool->timer, &tv) == 0 ? 0 : -1;
 }
 
 static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *arg, void *socket_arg) {
@@ -129,12 +135,17 @@ static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *arg, void
     if (!w) {
         w = calloc(1, sizeof *w);
         if (!w) return -1;
-        curl_multi_assign(pool->multi, s, w);
+        if (curl_multi_assign(pool->multi, s, w) != CURLM_OK) {
+            free(w);
+            return -1;
+        }
     } else {
         event_free(w->ev);
     }
+    /* Returning -1 makes curl fail the transfers on this socket, which is what a socket we
+     * cannot watch needs: they end with an error instead of hanging until their timeout. */
     w->ev = event_new(pool->base, s, events, on_socket_event, pool);
-    event_add(w->ev, NULL);
+    if (!w->ev || event_add(w->ev, NULL) != 0) return -1;
     return 0;
 }
 
@@ -174,10 +185,11 @@ transfer_pool *transfer_pool_new(struct event_base *base, size_t max_response) {
     pool->multi = curl_multi_init();
     pool->timer = evtimer_new(base, on_timeout, pool);
     if (!pool->multi || !pool->timer) goto fail;
-    curl_multi_setopt(pool->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
-    curl_multi_setopt(pool->multi, CURLMOPT_SOCKETDATA, pool);
-    curl_multi_setopt(pool->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
-    curl_multi_setopt(pool->multi, CURLMOPT_TIMERDATA, pool);
+    if (curl_multi_setopt(pool->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket) != CURLM_OK ||
+        curl_multi_setopt(pool->multi, CURLMOPT_SOCKETDATA, pool) != CURLM_OK ||
+        curl_multi_setopt(pool->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer) != CURLM_OK ||
+        curl_multi_setopt(pool->multi, CURLMOPT_TIMERDATA, pool) != CURLM_OK)
+        goto fail;
     return pool;
 fail:
     transfer_pool_free(pool);
@@ -190,7 +202,7 @@ void transfer_pool_free(transfer_pool *pool) {
         return;
     }
     while (pool->jobs) job_free(pool->jobs);
-    if (pool->multi) curl_multi_cleanup(pool->multi);
+    if (pool->multi && curl_multi_cleanup(pool->multi) != CURLM_OK) log_warn(LOG_WARN, "transfers: cleanup failed");
     if (pool->timer) event_free(pool->timer);
     free(pool);
     curl_global_cleanup();
@@ -255,3 +267,11 @@ fail:
     return false;
 }
 
+
+static bool start_as_transport(void *ctx, const transfer_request *req, transfer_done_fn done, void *arg) {
+    return transfer_start(ctx, req, done, arg);
+}
+
+engine_transport transfer_transport(transfer_pool *pool) {
+    return (engine_transport){.ctx = pool, .start = start_as_transport};
+}

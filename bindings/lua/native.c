@@ -8,7 +8,7 @@
  * in C (the encoder of policy.c). */
 #include "clustershazbot.h"
 #include "clustershazbot_lua.h"
-#include "engine.h"
+#include "node.h"
 #include "policy.h"
 
 #include <lauxlib.h>
@@ -108,7 +108,7 @@ static int l_start(lua_State *L) { return push_bool(L, shazbot_start(check_node(
 static int l_shutdown(lua_State *L) { return push_bool(L, shazbot_shutdown(check_node(L), NULL, NULL) == 0); }
 static int l_is_stopped(lua_State *L) { return push_bool(L, shazbot_is_stopped(check_node(L))); }
 static int l_is_running(lua_State *L) { return push_bool(L, shazbot_is_running(check_node(L))); }
-static int l_in_hook(lua_State *L) { return push_bool(L, policy_in_call(check_node(L)->pol)); }
+static int l_in_hook(lua_State *L) { return push_bool(L, policy_in_call(check_node(L)->e.pol)); }
 static int l_step(lua_State *L) {
     shazbot *node = check_node(L);
     return push_bool(L, shazbot_step(node, luaL_optnumber(L, 2, 0)) == 0);
@@ -167,8 +167,8 @@ static int l_server_list(lua_State *L) {
     for (int s = MEMBER_ONLINE; s <= (with_offline ? MEMBER_OFFLINE : MEMBER_ONLINE); s++) {
         lua_newtable(L);
         lua_Integer n = 0;
-        for (size_t i = 0; i < node->m->count; i++) {
-            const member *r = node->m->members[i];
+        for (size_t i = 0; i < node->e.m->count; i++) {
+            const member *r = node->e.m->members[i];
             if ((int)r->status != s) continue;
             policy_push_record(L, r);
             lua_rawseti(L, -2, ++n);

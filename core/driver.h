@@ -1,0 +1,70 @@
+/* driver: the two small interfaces the engine's protocol logic runs on, so that the same code
+ * runs a real node (libevent timers, libcurl transfers: evclock.c, transfer.c) and the
+ * simulator's virtual nodes (virtual time, a virtual network: sim.c), and the engine's unit
+ * tests (a clock and a transport scripted by the test).
+ *
+ * Both are asynchronous in the same way: nothing the engine asks of them calls back into the
+ * engine before the call returns. A timer fires, and a transfer's answer arrives, later, from
+ * the driver's loop. That is what lets the engine keep its state simple: it never re-enters
+ * itself. */
+#ifndef SHAZBOT_DRIVER_H
+#define SHAZBOT_DRIVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- the clock ------------------------------------------------------------------------- */
+
+typedef struct engine_timer engine_timer; /* the driver's */
+typedef void (*engine_timer_fn)(void *arg);
+
+typedef struct engine_clock {
+    void *ctx;
+    /* Wall-clock milliseconds since the Unix epoch: what lastUpdate values are made of. */
+    int64_t (*now_ms)(void *ctx);
+    /* A stopped timer that calls fire(arg) each time it runs out; NULL when out of memory. */
+    engine_timer *(*timer_new)(void *ctx, engine_timer_fn fire, void *arg);
+    /* (Re)starts the timer: it fires once, `seconds` from now (0 <= seconds, already
+     * clamped by the engine), unless armed again or stopped before. */
+    void (*timer_arm)(void *ctx, engine_timer *t, double seconds);
+    void (*timer_stop)(void *ctx, engine_timer *t);
+    void (*timer_free)(void *ctx, engine_timer *t); /* NULL is fine */
+} engine_clock;
+
+/* ---- the transport ---------------------------------------------------------------------- */
+
+typedef struct transfer_result {
+    bool ok;          /* the exchange completed (any HTTP status) */
+    long status;      /* HTTP status, 0 when !ok */
+    const char *body; /* NUL-terminated; valid during the callback only */
+    size_t body_len;
+    const char *error; /* what went wrong when !ok */
+    const char *etag;  /* the answer's ETag header, NULL if none */
+} transfer_result;
+
+typedef void (*transfer_done_fn)(void *arg, const transfer_result *result);
+
+typedef struct transfer_request {
+    const char *method; /* "GET", "POST" or "PUT" */
+    const char *url;
+    const char *authorization; /* NULL: no Authorization header */
+    const char *if_match;      /* NULL: no If-Match header */
+    const char *body;          /* copied; NULL for none */
+    size_t body_len;
+    long timeout_ms;
+    /* Straight to the URL, past any proxy the environment names (http_proxy, ALL_PROXY...):
+     * set for peers, which are the cluster's own servers. Unset, libcurl's usual rules apply,
+     * which a master list on another network may need. */
+    bool direct;
+} transfer_request;
+
+typedef struct engine_transport {
+    void *ctx;
+    /* Starts a request; `done` is called exactly once, later, with the answer or the failure
+     * (a timeout included), unless the transport is freed first. Returns false, and will call
+     * nothing, when the request could not even be started. */
+    bool (*start)(void *ctx, const transfer_request *req, transfer_done_fn done, void *arg);
+} engine_transport;
+
+#endif

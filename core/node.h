@@ -1,0 +1,95 @@
+/* node: the state of a node, in two layers.
+ *
+ * `struct engine` is what the protocol logic (engine.c) and the request handlers (requests.c)
+ * work on: the settings, the membership, the policy, the two drivers (driver.h), and one
+ * sub-structure per activity of the engine. It knows nothing of libevent or libcurl, which is
+ * what lets the simulator (sim.c) and the unit tests run it on virtual time.
+ *
+ * `struct shazbot` is the real node of the public API (shazbot.c): an engine plus what drives
+ * it for real: a libevent loop, libcurl transfers, its own HTTP listener, signals. */
+#ifndef SHAZBOT_NODE_H
+#define SHAZBOT_NODE_H
+
+#include "clustershazbot.h"
+#include "config.h"
+#include "driver.h"
+#include "membership.h"
+#include "policy.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef enum { NODE_CREATED, NODE_RUNNING, NODE_STOPPING, NODE_STOPPED } node_state;
+
+/* The gossip round: one peer, a retry, then the verdict. */
+typedef struct node_round {
+    engine_timer *timer;       /* the next round */
+    engine_timer *retry_timer; /* the one retry after a failure */
+    char *peer;                /* the peer of the round under way, NULL between rounds */
+    bool retried;              /* its one retry has been used */
+} node_round;
+
+/* The master list's first download, retried with backoff until it succeeds. */
+typedef struct node_bootstrap {
+    engine_timer *retry_timer;
+    double backoff; /* seconds before the next try */
+} node_bootstrap;
+
+/* Master-list announcements: GET, merge, PUT with If-Match, again on a conflict. */
+typedef struct node_announcer {
+    engine_timer *timer;
+    int conflicts; /* within one announcement */
+    bool busy;
+} node_announcer;
+
+/* Leaving: goodbyes, bounded in time, then the optional last announcement. */
+typedef struct node_shutdown {
+    engine_timer *deadline;
+    size_t pending; /* goodbyes not answered yet */
+    bool goodbyes_done, announced;
+    void (*done)(void *);
+    void *done_arg;
+} node_shutdown;
+
+/* Answers per second over the last minute, for the happy-style figures. */
+#define STATS_SECONDS 60
+typedef struct node_stats {
+    int64_t second[STATS_SECONDS]; /* which epoch second each slot counts */
+    uint32_t requests[STATS_SECONDS], fails[STATS_SECONDS], errors[STATS_SECONDS];
+} node_stats;
+
+typedef struct engine {
+    shazbot_settings cfg;
+    engine_clock clock;
+    engine_transport transport;
+    membership *m;
+    policy *pol;
+    node_state state;
+    node_round round;
+    node_bootstrap bootstrap;
+    node_announcer announcer;
+    node_shutdown shutdown;
+    node_stats stats;
+} engine;
+
+/* The node's own HTTP listener (http.c). */
+typedef struct node_listener {
+    struct evhttp *http;
+    struct http_guard *guard; /* over http: accept() failures, slow requests */
+    bool replying;   /* inside http.c's reply(): the answer being written is ours */
+    char *base_path; /* the path of the base URL ("/" or "/prefix/") */
+} node_listener;
+
+struct shazbot {
+    engine e;
+    struct event_base *base;
+    bool own_base;
+    struct evclock *clock; /* the engine's clock, on base */
+    struct transfer_pool *pool; /* the engine's transport, on base */
+    node_listener listener;
+    struct event *sigterm, *sigint, *step_timer;
+    void (*shutdown_done)(void *); /* the host's, called after ours */
+    void *shutdown_arg;
+};
+
+#endif

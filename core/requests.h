@@ -1,0 +1,19 @@
+/* requests: the endpoints of PROTOCOL.md as plain functions, (auth, body) -> (status, JSON),
+ * on an engine: used by the node's listener (http.c), by hosts through the C API (shazbot.c)
+ * and by the simulator's virtual network (sim.c) alike. Not a public header. */
+#ifndef SHAZBOT_REQUESTS_H
+#define SHAZBOT_REQUESTS_H
+
+#include "buf.h"
+#include "node.h"
+#include "wire.h"
+
+/* Each writes the answer body into `out` and returns the HTTP status. */
+int requests_gossip(engine *e, const char *auth, const wire_chunk *body, size_t chunks, buf *out);
+int requests_list(engine *e, const char *auth, buf *out);
+int requests_control(engine *e, const char *auth, const wire_chunk *body, size_t chunks, buf *out);
+int requests_happy(engine *e, const char *auth, bool quick, buf *out);
+/* Counts one answer of `status` in the per-second figures. */
+void requests_count(engine *e, int status);
+
+#endif
