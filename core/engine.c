@@ -144,8 +144,10 @@ static void on_round_answer(void *arg, const transfer_result *r) {
         engine_arm(e, e->round.retry_timer, ENGINE_GOSSIP_RETRY_SECONDS);
         return;
     }
-    if (membership_mark_offline(e->m, e->round.peer, strlen(e->round.peer), engine_now(e)))
+    if (membership_mark_offline(e->m, e->round.peer, strlen(e->round.peer), engine_now(e))) {
         log_info(e->cfg.log_level, "peer %s failed twice: now offline", e->round.peer);
+        if (e->observer.peer_failed) e->observer.peer_failed(e->observer.ctx, e->round.peer);
+    }
     end_round(e);
 }
 
@@ -290,6 +292,13 @@ static void finish_shutdown(engine *e) {
 }
 
 void engine_stop_now(engine *e) { finish_shutdown(e); }
+
+void engine_halt(engine *e) {
+    stop_timers(e);
+    free(e->round.peer);
+    e->round.peer = NULL;
+    e->state = NODE_STOPPED;
+}
 
 /* Shutdown moves on when the goodbyes are answered (or timed out) and no announcement is
  * under way: then the optional master-list upload, then the end. */

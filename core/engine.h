@@ -31,6 +31,10 @@ int engine_shutdown(engine *e, void (*done)(void *), void *arg);
 /* Stops at once, goodbyes or not (a second signal). */
 void engine_stop_now(engine *e);
 
+/* The process is gone at once (a simulated kill -9): every timer stops, nothing is sent and
+ * no callback runs; answers still on their way must not be delivered. */
+void engine_halt(engine *e);
+
 /* Gossip, list and control are answered while the node is part of the cluster, and during
  * its shutdown, when answering spreads its goodbye. */
 bool engine_serving(const engine *e);

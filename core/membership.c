@@ -80,6 +80,7 @@ static member *insert(membership *m, const char *url, size_t len, bool monitor,
     r->monitor = monitor;
     r->last_update = last_update;
     r->status = s;
+    m->online += s == MEMBER_ONLINE;
     r->index = m->count;
     r->hash = url_hash(url, len);
     m->members[m->count++] = r;
@@ -99,6 +100,7 @@ static void remove_at(membership *m, size_t i) {
             break;
         }
     }
+    m->online -= r->status == MEMBER_ONLINE;
     m->members[i] = m->members[--m->count];
     m->members[i]->index = i;
     member_free(r);
@@ -161,6 +163,7 @@ member *membership_find(const membership *m, const char *url, size_t len) {
 static void set_record(membership *m, member *r, bool monitor, int64_t last_update, member_status s) {
     r->monitor = monitor;
     r->last_update = last_update;
+    m->online += (s == MEMBER_ONLINE) - (r->status == MEMBER_ONLINE);
     r->status = s;
     member_invalidate_wire(r);
     if (r != m->self) invalidate_peers_json(m);
@@ -292,7 +295,5 @@ size_t membership_purge(membership *m, int64_t now_ms) {
 }
 
 size_t membership_count(const membership *m, member_status s) {
-    size_t n = 0;
-    for (size_t i = 0; i < m->count; i++) n += m->members[i]->status == s;
-    return n;
+    return s == MEMBER_ONLINE ? m->online : m->count - m->online;
 }

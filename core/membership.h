@@ -66,6 +66,7 @@ typedef struct peers_json {
 typedef struct membership {
     member **members; /* dense array: iteration order of the wire output */
     size_t count, capacity;
+    size_t online; /* records of status online: kept, so that counting them costs nothing */
     member **buckets;
     size_t bucket_count;
     member *self;

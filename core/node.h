@@ -58,6 +58,14 @@ typedef struct node_stats {
     uint32_t requests[STATS_SECONDS], fails[STATS_SECONDS], errors[STATS_SECONDS];
 } node_stats;
 
+/* Who wants to know what the engine decided, besides its state (the simulator counts verdicts
+ * here). Called synchronously; must not call back into the engine. */
+typedef struct engine_observer {
+    void *ctx;
+    /* This node moved `url` offline after its transfers failed twice. */
+    void (*peer_failed)(void *ctx, const char *url);
+} engine_observer;
+
 typedef struct engine {
     shazbot_settings cfg;
     engine_clock clock;
@@ -70,6 +78,7 @@ typedef struct engine {
     node_announcer announcer;
     node_shutdown shutdown;
     node_stats stats;
+    engine_observer observer;
 } engine;
 
 /* The node's own HTTP listener (http.c). */

@@ -1,0 +1,455 @@
+/* The engine's rules (PROTOCOL.md, "Timers and transfers") on virtual time (vclock.c) and a
+ * transport scripted by the test: every request the engine starts is recorded, and the test
+ * answers it, fails it or leaves it hanging, at the virtual time it chooses. No sockets, no
+ * sleeps: the whole file runs in milliseconds.
+ *
+ * Each case says which rule it pins down; each was checked by breaking that rule in engine.c
+ * (the mutation named beside it) and seeing the case fail. */
+#include "check.h"
+#include "config.h"
+#include "engine.h"
+#include "vclock.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SELF "http://127.0.0.1:7001/"
+#define PEER "http://127.0.0.1:7002/"
+#define OTHER "http://127.0.0.1:7003/"
+#define MASTER "http://127.0.0.1:7000/list.json"
+#define START_MS 1795478695140LL
+#define MAX_REQUESTS 256
+
+/* ---- the scripted transport ------------------------------------------------------------- */
+
+typedef struct request {
+    char method[8];
+    char url[256];
+    char if_match[64];
+    char *body;
+    int64_t at_us; /* virtual time it was started */
+    transfer_done_fn done;
+    void *arg;
+    bool answered;
+} request;
+
+typedef struct script {
+    vclock *clock;
+    request requests[MAX_REQUESTS];
+    size_t count;
+    bool refuse_starts;
+} script;
+
+static bool scripted_start(void *ctx, const transfer_request *req, transfer_done_fn done, void *arg) {
+    script *s = ctx;
+    if (s->refuse_starts || s->count == MAX_REQUESTS) return false;
+    request *r = &s->requests[s->count++];
+    *r = (request){.done = done, .arg = arg, .at_us = vclock_now_us(s->clock)};
+    snprintf(r->method, sizeof r->method, "%s", req->method);
+    snprintf(r->url, sizeof r->url, "%s", req->url);
+    snprintf(r->if_match, sizeof r->if_match, "%s", req->if_match ? req->if_match : "");
+    r->body = strndup(req->body ? req->body : "", req->body_len);
+    return true;
+}
+
+static void answer(script *s, size_t i, long status, const char *body, const char *etag) {
+    request *r = &s->requests[i];
+    CHECK(!r->answered);
+    r->answered = true;
+    transfer_result res = {.ok = true, .status = status, .body = body, .body_len = strlen(body), .etag = etag};
+    r->done(r->arg, &res);
+}
+
+static void fail(script *s, size_t i) {
+    request *r = &s->requests[i];
+    CHECK(!r->answered);
+    r->answered = true;
+    transfer_result res = {.error = "connection refused", .body = "", .body_len = 0};
+    r->done(r->arg, &res);
+}
+
+/* The index of the first request since `from` of `method` to `url` (NULL: any), or -1. */
+static long find_request(const script *s, size_t from, const char *method, const char *url) {
+    for (size_t i = from; i < s->count; i++)
+        if ((!method || strcmp(s->requests[i].method, method) == 0) && (!url || strcmp(s->requests[i].url, url) == 0))
+            return (long)i;
+    return -1;
+}
+
+/* ---- a node on virtual time -------------------------------------------------------------- */
+
+typedef struct fixture {
+    vclock *clock;
+    script script;
+    engine e;
+    int stopped_calls;
+} fixture;
+
+static void set(shazbot_settings *cfg, const char *name, const char *value) {
+    char err[256];
+    if (!config_set(cfg, name, value, err, sizeof err)) {
+        fprintf(stderr, "test setup: %s\n", err);
+        exit(2);
+    }
+}
+
+/* A node whose gossip interval is 10 s and whose announcements come every 100 s; `extra` are
+ * more settings, name then value, NULL-terminated. `policy_script`: a user policy or NULL. */
+static void setup(fixture *f, const char *policy_script, const char *const *extra) {
+    memset(f, 0, sizeof *f);
+    f->clock = vclock_new(START_MS);
+    f->script.clock = f->clock;
+    shazbot_settings cfg;
+    config_init(&cfg);
+    const char *base[] = {"SHAZBOT_SECRET", "s3cret", "SHAZBOT_CONTROL_SECRET", "ctl",
+                          "SHAZBOT_BASE_URL", SELF, "SHAZBOT_MASTER_LIST", MASTER,
+                          "SHAZBOT_MASTER_LIST_UPDATE", MASTER, "SHAZBOT_MASTER_LIST_UPDATE_AUTH", "up",
+                          "SHAZBOT_GOSSIP_INTERVAL", "10", "SHAZBOT_MASTER_ANNOUNCE_MINIMUM", "100",
+                          "SHAZBOT_MASTER_ANNOUNCE_INTERVAL", "0", "SHAZBOT_LOG_LEVEL", "error", NULL};
+    for (size_t i = 0; base[i]; i += 2) set(&cfg, base[i], base[i + 1]);
+    for (size_t i = 0; extra && extra[i]; i += 2) set(&cfg, extra[i], extra[i + 1]);
+    char err[512];
+    policy *pol = policy_new(policy_script, err, sizeof err);
+    if (!pol) {
+        fprintf(stderr, "test setup: %s\n", err);
+        exit(2);
+    }
+    engine_transport transport = {.ctx = &f->script, .start = scripted_start};
+    if (!engine_init(&f->e, &cfg, vclock_clock(f->clock), transport, pol, err, sizeof err)) {
+        fprintf(stderr, "test setup: %s\n", err);
+        exit(2);
+    }
+    config_free(&cfg);
+}
+
+static void teardown(fixture *f) {
+    engine_destroy(&f->e);
+    for (size_t i = 0; i < f->script.count; i++) free(f->script.requests[i].body);
+    vclock_free(f->clock);
+}
+
+static double now_s(const fixture *f) { return (double)(vclock_now_us(f->clock) - START_MS * 1000) / 1e6; }
+static void run_until(fixture *f, double seconds) { vclock_run_until(f->clock, START_MS * 1000 + (int64_t)(seconds * 1e6)); }
+
+/* Runs events one at a time until a request of `method` to `url` (NULL: any) appears after
+ * the first `from`, or `limit` seconds have passed; its index or -1. Stepping one event at a
+ * time leaves the clock at the moment the request was made, so that the test answers it
+ * then. */
+static long run_until_request(fixture *f, size_t from, const char *method, const char *url, double limit) {
+    int64_t until = START_MS * 1000 + (int64_t)(limit * 1e6);
+    long found;
+    while ((found = find_request(&f->script, from, method, url)) < 0 && vclock_step(f->clock, until)) {
+    }
+    return found;
+}
+
+static const member *record(const fixture *f, const char *url) { return membership_find(f->e.m, url, strlen(url)); }
+
+static const char *list_of(const char *online_url) {
+    static char body[512];
+    snprintf(body, sizeof body, "{\"online\":[{\"baseUrl\":\"%s\",\"monitor\":false,\"lastUpdate\":0}]}", online_url);
+    return body;
+}
+
+/* Started, master list answered with PEER, bootstrap gossip answered: PEER is known online. */
+static void start_with_peer(fixture *f) {
+    CHECK_INT(engine_start(&f->e), 0);
+    CHECK_INT(f->script.count, 1);
+    CHECK_STR(f->script.requests[0].url, MASTER);
+    answer(&f->script, 0, 200, list_of(PEER), NULL);
+    long hello = find_request(&f->script, 1, "POST", PEER "clustershazbot/gossip");
+    CHECK(hello == 1);
+    if (hello >= 0) fail(&f->script, (size_t)hello);
+    CHECK(record(f, PEER) && record(f, PEER)->status == MEMBER_ONLINE);
+}
+
+static void on_stopped(void *arg) { ((fixture *)arg)->stopped_calls++; }
+
+/* ---- the cases ----------------------------------------------------------------------------- */
+
+/* A failed round is retried once, 3 s later, at the same peer; the second failure moves the
+ * peer offline, stamped with the time of the verdict. (Mutations: retry after 2 s; no retry;
+ * offline after one failure.) */
+static void test_retry_then_offline(void) {
+    fixture f;
+    setup(&f, NULL, NULL);
+    start_with_peer(&f);
+    size_t before = f.script.count;
+    /* The first round comes within interval x [0.9, 1.1]. */
+    long round = run_until_request(&f, before, "POST", PEER "clustershazbot/gossip", 11.01);
+    CHECK(round >= 0);
+    if (round < 0) return teardown(&f);
+    double round_at = (double)(f.script.requests[round].at_us - START_MS * 1000) / 1e6;
+    CHECK(round_at >= 9.0 && round_at <= 11.0);
+    fail(&f.script, (size_t)round);
+    CHECK(record(&f, PEER)->status == MEMBER_ONLINE); /* one failure is no verdict */
+    size_t after_failure = f.script.count;
+    run_until(&f, round_at + 2.999);
+    CHECK_INT(f.script.count, after_failure); /* nothing before the 3 s */
+    run_until(&f, round_at + 3.0);
+    long retry = find_request(&f.script, after_failure, "POST", PEER "clustershazbot/gossip");
+    CHECK(retry >= 0);
+    if (retry < 0) return teardown(&f);
+    CHECK(fabs((double)(f.script.requests[retry].at_us - START_MS * 1000) / 1e6 - (round_at + 3.0)) < 1e-3);
+    fail(&f.script, (size_t)retry);
+    const member *peer = record(&f, PEER);
+    CHECK(peer && peer->status == MEMBER_OFFLINE);
+    CHECK_INT(peer ? peer->last_update : 0, vclock_now_ms(f.clock));
+    /* The next round has no online peer left: nothing is sent, and nothing hangs. */
+    size_t settled = f.script.count;
+    run_until(&f, 40);
+    CHECK_INT(find_request(&f.script, settled, "POST", PEER "clustershazbot/gossip"), -1);
+    teardown(&f);
+}
+
+/* A retry that succeeds keeps the peer online and merges its answer. (Mutation: mark offline
+ * on the retry whatever its outcome.) */
+static void test_retry_success_keeps_peer(void) {
+    fixture f;
+    setup(&f, NULL, NULL);
+    start_with_peer(&f);
+    size_t before = f.script.count;
+    long round = run_until_request(&f, before, "POST", NULL, 11.01);
+    CHECK(round >= 0);
+    if (round < 0) return teardown(&f);
+    fail(&f.script, (size_t)round);
+    size_t mark = f.script.count;
+    run_until(&f, now_s(&f) + 3.001);
+    long retry = find_request(&f.script, mark, "POST", PEER "clustershazbot/gossip");
+    CHECK(retry >= 0);
+    if (retry < 0) return teardown(&f);
+    char body[512];
+    snprintf(body, sizeof body, "{\"message\":\"gossip\",\"online\":[{\"baseUrl\":\"%s\",\"lastUpdate\":%lld},"
+             "{\"baseUrl\":\"%s\",\"lastUpdate\":%lld}],\"offline\":[]}", PEER, (long long)vclock_now_ms(f.clock),
+             OTHER, (long long)vclock_now_ms(f.clock));
+    answer(&f.script, (size_t)retry, 200, body, NULL);
+    CHECK(record(&f, PEER)->status == MEMBER_ONLINE);
+    CHECK(record(&f, OTHER) && record(&f, OTHER)->status == MEMBER_ONLINE);
+    teardown(&f);
+}
+
+/* A peer that answers 200 with something that is not a gossip message fails like a peer
+ * that does not answer. (Mutation: treat any 2xx as a success.) */
+static void test_garbage_answer_is_a_failure(void) {
+    const char *garbage[] = {"not json", "{\"online\":[]}" /* a list, not gossip */, "[1,2,3]",
+                             "{\"message\":\"gossip\",\"online\":7}"};
+    for (size_t g = 0; g < sizeof garbage / sizeof *garbage; g++) {
+        fixture f;
+        setup(&f, NULL, NULL);
+        start_with_peer(&f);
+        size_t before = f.script.count;
+        long round = run_until_request(&f, before, "POST", NULL, 11.01);
+        CHECK(round >= 0);
+        if (round < 0) {
+            teardown(&f);
+            continue;
+        }
+        answer(&f.script, (size_t)round, 200, garbage[g], NULL);
+        size_t mark = f.script.count;
+        run_until(&f, now_s(&f) + 3.001);
+        long retry = find_request(&f.script, mark, "POST", NULL);
+        CHECK(retry >= 0);
+        if (retry >= 0) answer(&f.script, (size_t)retry, 200, garbage[g], NULL);
+        CHECK(record(&f, PEER)->status == MEMBER_OFFLINE);
+        CHECK_INT(f.e.m->count, 2); /* nothing of the garbage entered the state */
+        teardown(&f);
+    }
+}
+
+/* The master list is retried after 1, 2, 4 ... seconds, capped at 60, until it loads; then
+ * the bootstrap gossip goes out. (Mutations: no doubling; cap 30; give up.) */
+static void test_master_list_backoff(void) {
+    fixture f;
+    setup(&f, NULL, (const char *const[]){"SHAZBOT_GOSSIP_INTERVAL", "100000",
+                                          "SHAZBOT_MASTER_ANNOUNCE_MINIMUM", "100000", NULL});
+    CHECK_INT(engine_start(&f.e), 0);
+    double expected_gaps[] = {1, 2, 4, 8, 16, 32, 60, 60, 60};
+    size_t n = sizeof expected_gaps / sizeof *expected_gaps;
+    double last_at = 0;
+    size_t seen = 0;
+    for (size_t i = 0; i <= n; i++) {
+        long get = find_request(&f.script, seen, "GET", MASTER);
+        CHECK(get >= 0);
+        if (get < 0) break;
+        double at = (double)(f.script.requests[get].at_us - START_MS * 1000) / 1e6;
+        if (i > 0) CHECK(fabs(at - last_at - expected_gaps[i - 1]) < 1e-3);
+        last_at = at;
+        seen = (size_t)get + 1;
+        if (i == n) {
+            answer(&f.script, (size_t)get, 200, list_of(PEER), NULL);
+            break;
+        }
+        fail(&f.script, (size_t)get);
+        vclock_step(f.clock, INT64_MAX); /* the next event: the retry */
+    }
+    CHECK(find_request(&f.script, seen, "POST", PEER "clustershazbot/gossip") >= 0);
+    teardown(&f);
+}
+
+/* An announcement reads the list, merges it, and writes the online records with If-Match;
+ * a 412 starts it over, at most 5 times in a row; the next one comes after the announce
+ * delay. (Mutations: no If-Match; retry without reading again; no bound on conflicts.) */
+static void test_announcement_conflicts(void) {
+    fixture f;
+    setup(&f, NULL, (const char *const[]){"SHAZBOT_GOSSIP_INTERVAL", "100000", NULL});
+    start_with_peer(&f);
+    size_t mark = f.script.count;
+    run_until(&f, 100.0);
+    int conflicts = 0;
+    for (;;) {
+        long get = find_request(&f.script, mark, "GET", MASTER);
+        CHECK(get >= 0);
+        if (get < 0) break;
+        char etag[32];
+        snprintf(etag, sizeof etag, "\"v%d\"", conflicts);
+        answer(&f.script, (size_t)get, 200, list_of(OTHER), etag);
+        long put = find_request(&f.script, (size_t)get + 1, "PUT", MASTER);
+        CHECK(put >= 0);
+        if (put < 0) break;
+        CHECK_STR(f.script.requests[put].if_match, etag);
+        CHECK_CONTAINS(f.script.requests[put].body, OTHER); /* the merged entry is kept */
+        CHECK_CONTAINS(f.script.requests[put].body, SELF);
+        CHECK_NOT_CONTAINS(f.script.requests[put].body, "offline");
+        mark = (size_t)put + 1;
+        answer(&f.script, (size_t)put, 412, "{\"error\":\"changed\"}", NULL);
+        conflicts++;
+        if (conflicts > 10) break;
+        if (find_request(&f.script, mark, "GET", MASTER) < 0) break; /* gave up */
+    }
+    CHECK_INT(conflicts, ENGINE_ANNOUNCE_MAX_CONFLICTS);
+    /* The next announcement, 100 s later. */
+    size_t settled = f.script.count;
+    run_until(&f, now_s(&f) + 99.9);
+    CHECK_INT(find_request(&f.script, settled, "GET", MASTER), -1);
+    run_until(&f, now_s(&f) + 0.2);
+    CHECK(find_request(&f.script, settled, "GET", MASTER) >= 0);
+    teardown(&f);
+}
+
+/* Shutdown says goodbye (self offline) to its targets at once, waits at most 6 s for them,
+ * then makes its last announcement if asked, and stops within 25 s in all, calling `done`
+ * once. (Mutations: no fan-out deadline; deadline 60 s; done twice.) */
+static void test_shutdown_bounded(void) {
+    fixture f;
+    setup(&f, NULL, (const char *const[]){"SHAZBOT_UPDATE_MASTER_LIST_ON_SHUTDOWN", "true",
+                                          "SHAZBOT_GOSSIP_INTERVAL", "100000", NULL});
+    start_with_peer(&f);
+    size_t mark = f.script.count;
+    double t0 = now_s(&f);
+    CHECK_INT(engine_shutdown(&f.e, on_stopped, &f), 0);
+    CHECK_INT(engine_shutdown(&f.e, on_stopped, &f), -1);
+    long goodbye = find_request(&f.script, mark, "POST", PEER "clustershazbot/gossip");
+    CHECK(goodbye >= 0);
+    if (goodbye >= 0) {
+        CHECK_CONTAINS(f.script.requests[goodbye].body, "\"offline\":[{\"baseUrl\":\"" SELF "\"");
+    }
+    CHECK(f.e.state == NODE_STOPPING);
+    run_until(&f, t0 + 5.99);
+    CHECK_INT(find_request(&f.script, mark, "GET", MASTER), -1); /* still waiting for the peer */
+    run_until(&f, t0 + 6.0);
+    long get = find_request(&f.script, mark, "GET", MASTER); /* the last announcement starts */
+    CHECK(get >= 0);
+    CHECK_INT(f.stopped_calls, 0);
+    run_until(&f, t0 + 24.99);
+    CHECK_INT(f.stopped_calls, 0);
+    run_until(&f, t0 + 25.0);
+    CHECK_INT(f.stopped_calls, 1);
+    CHECK(f.e.state == NODE_STOPPED);
+    /* Late answers change nothing and call nothing again. */
+    if (goodbye >= 0) fail(&f.script, (size_t)goodbye);
+    if (get >= 0) fail(&f.script, (size_t)get);
+    run_until(&f, t0 + 100);
+    CHECK_INT(f.stopped_calls, 1);
+    teardown(&f);
+}
+
+/* Goodbyes that are answered end the shutdown at once. (Mutation: always wait for the
+ * deadline.) */
+static void test_shutdown_answered_at_once(void) {
+    fixture f;
+    setup(&f, NULL, NULL);
+    start_with_peer(&f);
+    size_t mark = f.script.count;
+    CHECK_INT(engine_shutdown(&f.e, on_stopped, &f), 0);
+    long goodbye = find_request(&f.script, mark, "POST", PEER "clustershazbot/gossip");
+    CHECK(goodbye >= 0);
+    if (goodbye >= 0) answer(&f.script, (size_t)goodbye, 200, "{\"message\":\"gossip\",\"online\":[]}", NULL);
+    CHECK_INT(f.stopped_calls, 1);
+    CHECK(f.e.state == NODE_STOPPED);
+    teardown(&f);
+}
+
+/* A request the transport cannot start fails the round at once, like a refused connection.
+ * (Mutation: leave the round hanging.) */
+static void test_unstartable_request(void) {
+    fixture f;
+    setup(&f, NULL, NULL);
+    start_with_peer(&f);
+    f.script.refuse_starts = true;
+    run_until(&f, 11.01 + 3.0);
+    CHECK(record(&f, PEER)->status == MEMBER_OFFLINE);
+    teardown(&f);
+}
+
+/* Delays a policy answers are clamped: 1e300 s arms the timer for 30 days, not for a
+ * negative time that fires at once for ever. (Mutation: no clamp in engine_arm.) */
+static void count_firing(void *arg) { ++*(int *)arg; }
+
+static void test_timers_clamped(void) {
+    char path[] = "/tmp/shazbot-test-engine-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd < 0) return;
+    const char *huge_delay = "return { gossip_delay = function() return 1e300 end }\n";
+    CHECK(write(fd, huge_delay, strlen(huge_delay)) == (ssize_t)strlen(huge_delay));
+    close(fd);
+    fixture f;
+    setup(&f, path, NULL);
+    start_with_peer(&f);
+    size_t mark = f.script.count;
+    run_until(&f, ENGINE_ARM_MAX_SECONDS - 1);
+    CHECK_INT(find_request(&f.script, mark, "POST", NULL), -1);
+    run_until(&f, ENGINE_ARM_MAX_SECONDS + 1);
+    CHECK(find_request(&f.script, mark, "POST", NULL) >= 0);
+    /* And the other way: arming for a negative or NaN time means now, not never. */
+    int fired = 0;
+    engine_timer *t = f.e.clock.timer_new(f.e.clock.ctx, count_firing, &fired);
+    engine_arm(&f.e, t, -5);
+    vclock_step(f.clock, vclock_now_us(f.clock));
+    engine_arm(&f.e, t, NAN);
+    vclock_step(f.clock, vclock_now_us(f.clock));
+    CHECK_INT(fired, 2);
+    f.e.clock.timer_free(f.e.clock.ctx, t);
+    teardown(&f);
+    unlink(path);
+}
+
+/* A halted engine (the simulator's kill -9) runs no timer again. (Mutation: halt without
+ * stopping the round timer.) */
+static void test_halt_stops_everything(void) {
+    fixture f;
+    setup(&f, NULL, NULL);
+    start_with_peer(&f);
+    engine_halt(&f.e);
+    size_t mark = f.script.count;
+    run_until(&f, 1000);
+    CHECK_INT(f.script.count, mark);
+    teardown(&f);
+}
+
+int main(void) {
+    test_retry_then_offline();
+    test_retry_success_keeps_peer();
+    test_garbage_answer_is_a_failure();
+    test_master_list_backoff();
+    test_announcement_conflicts();
+    test_shutdown_bounded();
+    test_shutdown_answered_at_once();
+    test_unstartable_request();
+    test_timers_clamped();
+    test_halt_stops_everything();
+    return check_finish("test_engine");
+}
