@@ -277,6 +277,18 @@ void policy_free(policy *p) {
 
 uint64_t policy_failures(const policy *p) { return p->failures; }
 
+void policy_seed_random(policy *p, uint64_t seed) {
+    lua_State *L = p->L;
+    lua_getglobal(L, "math");
+    if (lua_getfield(L, -1, "randomseed") == LUA_TFUNCTION) {
+        lua_pushinteger(L, (lua_Integer)seed);
+        if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
+    } else {
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
 bool policy_in_call(const policy *p) { return p->calls > 0; }
 
 /* ---- calling hooks ------------------------------------------------------------------------ */

@@ -51,6 +51,9 @@ void policy_health(policy *p, const health_info *info, buf *out);
 
 uint64_t policy_failures(const policy *p);
 
+/* Seeds the policy state's math.random, so that a simulation with a seed repeats itself. */
+void policy_seed_random(policy *p, uint64_t seed);
+
 /* True while one of the policy's hooks runs: a host's hook must not step, shut down or free
  * the node that called it. */
 bool policy_in_call(const policy *p);

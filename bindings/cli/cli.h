@@ -16,5 +16,6 @@ int cli_store(int argc, char **argv);
 int cli_members(int argc, char **argv);
 int cli_control(int argc, char **argv);
 int cli_health(int argc, char **argv);
+int cli_simulate(int argc, char **argv);
 
 #endif

@@ -101,6 +101,7 @@ int main(int argc, char **argv) {
     if (strcmp(command, "members") == 0) return cli_members(argc - 1, argv + 1);
     if (strcmp(command, "control") == 0) return cli_control(argc - 1, argv + 1);
     if (strcmp(command, "health") == 0) return cli_health(argc - 1, argv + 1);
+    if (strcmp(command, "simulate") == 0) return cli_simulate(argc - 1, argv + 1);
     if (strcmp(command, "version") == 0 || strcmp(command, "--version") == 0) {
         printf("clustershazbot %s\n", SHAZBOT_VERSION);
         return 0;
