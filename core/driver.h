@@ -10,6 +10,8 @@
 #ifndef SHAZBOT_DRIVER_H
 #define SHAZBOT_DRIVER_H
 
+#include "membership.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -41,6 +43,10 @@ typedef struct transfer_result {
     size_t body_len;
     const char *error; /* what went wrong when !ok */
     const char *etag;  /* the answer's ETag header, NULL if none */
+    /* From a transport that carries records (engine_transport.carries_records): the answer's
+     * records, in place of a JSON body, valid during the callback only. */
+    const member_update *records;
+    size_t record_count;
 } transfer_result;
 
 typedef void (*transfer_done_fn)(void *arg, const transfer_result *result);
@@ -57,6 +63,9 @@ typedef struct transfer_request {
      * set for peers, which are the cluster's own servers. Unset, libcurl's usual rules apply,
      * which a master list on another network may need. */
     bool direct;
+    /* For a transport that carries records: a gossip message is this state, in place of its
+     * JSON body (which is then not written). */
+    const membership *records;
 } transfer_request;
 
 typedef struct engine_transport {
@@ -65,6 +74,10 @@ typedef struct engine_transport {
      * (a timeout included), unless the transport is freed first. Returns false, and will call
      * nothing, when the request could not even be started. */
     bool (*start)(void *ctx, const transfer_request *req, transfer_done_fn done, void *arg);
+    /* Gossip goes as records rather than JSON (the simulator: the merge rules and every
+     * decision are the same, only the serialisation is skipped, which is most of the cost
+     * of a round once a cluster has thousands of members). */
+    bool carries_records;
 } engine_transport;
 
 #endif

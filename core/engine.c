@@ -39,6 +39,10 @@ static bool merge_answer(engine *e, const transfer_result *r, wire_kind kind, co
         log_debug(e->cfg.log_level, "%s: %s", from, r->ok ? "non-2xx answer" : r->error);
         return false;
     }
+    if (r->records) {
+        membership_merge_all(e->m, r->records, r->record_count, engine_now(e));
+        return true;
+    }
     if (!wire_parse(r->body, r->body_len, kind, &msg, why, sizeof why)) {
         log_warn(e->cfg.log_level, "%s: answer refused: %s", from, why);
         return false;
@@ -51,9 +55,10 @@ static bool merge_answer(engine *e, const transfer_result *r, wire_kind kind, co
 static bool send_gossip(engine *e, const char *peer_url, transfer_done_fn done) {
     buf url = {0}, body = {0};
     buf_printf(&url, "%sclustershazbot/gossip", peer_url);
-    wire_write_list(&body, e->m, WIRE_WITH_MESSAGE | WIRE_WITH_OFFLINE);
+    bool as_records = e->transport.carries_records;
+    if (!as_records) wire_write_list(&body, e->m, WIRE_WITH_MESSAGE | WIRE_WITH_OFFLINE);
     transfer_request req = {.method = "POST", .url = url.data, .authorization = e->cfg.secret,
-                            .body = body.data, .body_len = body.len,
+                            .body = body.data, .body_len = body.len, .records = as_records ? e->m : NULL,
                             .timeout_ms = ENGINE_GOSSIP_TIMEOUT_MS, .direct = true};
     bool ok = !url.failed && !body.failed && start_transfer(e, &req, done);
     buf_free(&url);
@@ -273,6 +278,12 @@ int engine_start(engine *e) {
     engine_arm(e, e->round.timer, policy_gossip_delay(e->pol, e->cfg.gossip_interval));
     engine_arm(e, e->announcer.timer, policy_announce_delay(e->pol, e->cfg.announce_minimum, e->cfg.announce_interval));
     return 0;
+}
+
+void engine_take_gossip(engine *e, const member_update *u, size_t count) {
+    int64_t now = engine_now(e);
+    membership_refresh_self(e->m, now);
+    membership_merge_all(e->m, u, count, now);
 }
 
 bool engine_serving(const engine *e) { return e->state == NODE_RUNNING || e->state == NODE_STOPPING; }

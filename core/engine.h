@@ -31,6 +31,10 @@ int engine_shutdown(engine *e, void (*done)(void *), void *arg);
 /* Stops at once, goodbyes or not (a second signal). */
 void engine_stop_now(engine *e);
 
+/* A gossip message that was accepted (PROTOCOL.md, POST clustershazbot/gossip): the own
+ * record is refreshed, then the entries merged. */
+void engine_take_gossip(engine *e, const member_update *u, size_t count);
+
 /* The process is gone at once (a simulated kill -9): every timer stops, nothing is sent and
  * no callback runs; answers still on their way must not be delivered. */
 void engine_halt(engine *e);

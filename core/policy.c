@@ -212,6 +212,11 @@ policy *policy_new(const char *script, char *err, size_t err_len) {
     }
     lua_State *L = p->L;
     luaL_openlibs(L);
+    /* Every hook call makes a table of records that is garbage when the call returns: a
+     * generational collector frees such young objects at once, where the incremental one let
+     * them pile up to several times the live size (measured in the simulator: 600 MB for
+     * 1,000 nodes, most of it garbage). */
+    lua_gc(L, LUA_GCGEN, 0, 0);
     lua_getglobal(L, "debug");
     lua_pushcfunction(L, refuse_sethook);
     lua_setfield(L, -2, "sethook");

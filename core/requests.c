@@ -13,17 +13,29 @@ static int error(buf *out, int status, const char *message) {
     return status;
 }
 
-int requests_gossip(engine *e, const char *auth, const wire_chunk *body, size_t chunks, buf *out) {
+/* What refuses a gossip request before its body is read: 0, or the status with its error. */
+static int gossip_refused(engine *e, const char *auth, buf *out) {
     if (!engine_serving(e)) return error(out, 503, "engine not started");
     if (!secret_matches(auth, e->cfg.secret)) return error(out, 401, "wrong or missing secret");
+    return 0;
+}
+
+int requests_gossip(engine *e, const char *auth, const wire_chunk *body, size_t chunks, buf *out) {
+    int refused = gossip_refused(e, auth, out);
+    if (refused) return refused;
     wire_message msg;
     char why[256];
     if (!wire_parse_chunks(body, chunks, WIRE_GOSSIP, &msg, why, sizeof why)) return error(out, 400, why);
-    int64_t now = engine_now(e);
-    membership_refresh_self(e->m, now);
-    membership_merge_all(e->m, msg.entries, msg.count, now);
+    engine_take_gossip(e, msg.entries, msg.count);
     wire_message_free(&msg);
     wire_write_list(out, e->m, WIRE_WITH_MESSAGE | WIRE_WITH_OFFLINE);
+    return 200;
+}
+
+int requests_gossip_records(engine *e, const char *auth, const member_update *u, size_t count, buf *error_out) {
+    int refused = gossip_refused(e, auth, error_out);
+    if (refused) return refused;
+    engine_take_gossip(e, u, count);
     return 200;
 }
 

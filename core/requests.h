@@ -10,6 +10,9 @@
 
 /* Each writes the answer body into `out` and returns the HTTP status. */
 int requests_gossip(engine *e, const char *auth, const wire_chunk *body, size_t chunks, buf *out);
+/* The same request as records (a transport that carries them, driver.h): 200, after which the
+ * answer is the engine's state, or the refusal's status with its error in `error_out`. */
+int requests_gossip_records(engine *e, const char *auth, const member_update *u, size_t count, buf *error_out);
 int requests_list(engine *e, const char *auth, buf *out);
 int requests_control(engine *e, const char *auth, const wire_chunk *body, size_t chunks, buf *out);
 int requests_happy(engine *e, const char *auth, bool quick, buf *out);

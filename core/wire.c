@@ -449,6 +449,36 @@ void wire_write_list(buf *out, membership *m, unsigned flags) {
     buf_add_str(out, "]}");
 }
 
+/* The length of what record_json writes for `r`, digit by digit, so that wire_list_size can
+ * count what a list would weigh without writing it (spec/c/test_wire.c holds the two equal). */
+static size_t member_json_size(const member *r) {
+    static const size_t fixed = sizeof "{\"baseUrl\":\"\",\"monitor\":,\"lastUpdate\":}" - 1;
+    /* The digits of lastUpdate, counted rather than printed: this runs for every record of
+     * every simulated message. */
+    int64_t v = r->last_update;
+    size_t digits = v < 0 ? 2 : 1; /* a sign, and the last digit */
+    while (v / 10 != 0) {
+        v /= 10;
+        digits++;
+    }
+    return fixed + r->url_len + (r->monitor ? 4 : 5) + digits;
+}
+
+size_t wire_list_size(const membership *m, unsigned flags) {
+    size_t size = strlen(flags & WIRE_WITH_MESSAGE ? "{\"message\":\"gossip\",\"online\":[" : "{\"online\":[") + 2;
+    if (flags & WIRE_WITH_OFFLINE) size += strlen("],\"offline\":[");
+    size_t listed[2] = {0, 0};
+    for (size_t i = 0; i < m->count; i++) {
+        const member *r = m->members[i];
+        if (r->status == MEMBER_OFFLINE && !(flags & WIRE_WITH_OFFLINE)) continue;
+        size += member_json_size(r);
+        listed[r->status]++;
+    }
+    for (int s = 0; s < 2; s++)
+        if (listed[s] > 1) size += listed[s] - 1; /* the commas */
+    return size;
+}
+
 void wire_write_string(buf *out, const char *s) {
     buf_add(out, "\"", 1);
     for (const unsigned char *c = (const unsigned char *)s; *c; c++) {

@@ -50,6 +50,8 @@ enum {
 };
 /* Writes the state as a list (flags above). Uses and fills the per-record cache. */
 void wire_write_list(buf *out, membership *m, unsigned flags);
+/* The bytes wire_write_list would write, without writing them (the simulator's count). */
+size_t wire_list_size(const membership *m, unsigned flags);
 /* One record's JSON object, cached on the record until it changes. */
 const char *wire_member_json(member *r, size_t *len);
 

@@ -627,7 +627,30 @@ static void test_error_escaping(void) {
     buf_free(&body);
 }
 
+/* wire_list_size, which the simulator counts bytes with, weighs exactly what wire_write_list
+ * writes: monitors or not, offline records or not, lastUpdate of every number of digits, 0
+ * and negative ones included. */
+static void test_list_size(void) {
+    membership *m = membership_new("http://self.test:3000/", true, 1795478695140LL, 300000);
+    int64_t stamps[] = {0, 7, -3, 10, 99, 100, INT64_MAX, INT64_MIN, 1795478695140LL};
+    for (size_t i = 0; i < sizeof stamps / sizeof *stamps; i++) {
+        for (int flags = 0; flags < 4; flags++) {
+            buf out = {0};
+            wire_write_list(&out, m, (unsigned)flags);
+            CHECK_INT(wire_list_size(m, (unsigned)flags), out.len);
+            buf_free(&out);
+        }
+        char url[64];
+        snprintf(url, sizeof url, "http://peer%zu.test/", i);
+        member_entry e = {.base_url = url, .url_len = strlen(url), .monitor = i % 2, .last_update = stamps[i],
+                          .last_update_ok = true};
+        membership_merge(m, &e, i % 3 ? MEMBER_ONLINE : MEMBER_OFFLINE, 1795478695140LL);
+    }
+    membership_free(m);
+}
+
 int main(void) {
+    test_list_size();
     test_accepts();
     test_unknown_keys();
     test_last_update_forms();
