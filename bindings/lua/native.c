@@ -5,15 +5,13 @@
  *
  * What only this binding can do: policy hooks as Lua functions of the host (shazbot_new_lua),
  * server_list as Lua tables read straight from the membership, and body tables written as JSON
- * in C (the encoder of policy.c). */
+ * in C: clustershazbot_lua.h, the only header of the core this file sees. */
 #include "clustershazbot.h"
 #include "clustershazbot_lua.h"
-#include "node.h"
-#include "policy.h"
 
 #include <lauxlib.h>
 #include <lua.h>
-#include <string.h>
+#include <stdbool.h>
 
 #define NODE_HANDLE "clustershazbot.node"
 #define SETTINGS_HANDLE "clustershazbot.settings"
@@ -108,7 +106,7 @@ static int l_start(lua_State *L) { return push_bool(L, shazbot_start(check_node(
 static int l_shutdown(lua_State *L) { return push_bool(L, shazbot_shutdown(check_node(L), NULL, NULL) == 0); }
 static int l_is_stopped(lua_State *L) { return push_bool(L, shazbot_is_stopped(check_node(L))); }
 static int l_is_running(lua_State *L) { return push_bool(L, shazbot_is_running(check_node(L))); }
-static int l_in_hook(lua_State *L) { return push_bool(L, policy_in_call(check_node(L)->e.pol)); }
+static int l_in_hook(lua_State *L) { return push_bool(L, shazbot_in_policy_hook(check_node(L))); }
 static int l_step(lua_State *L) {
     shazbot *node = check_node(L);
     return push_bool(L, shazbot_step(node, luaL_optnumber(L, 2, 0)) == 0);
@@ -161,36 +159,15 @@ static int l_happy_request(lua_State *L) {
 
 /* server_list(handle, include_offline) -> { online = { record... }, offline = { ... } } */
 static int l_server_list(lua_State *L) {
-    shazbot *node = check_node(L);
-    bool with_offline = lua_toboolean(L, 2);
-    lua_createtable(L, 0, 2);
-    for (int s = MEMBER_ONLINE; s <= (with_offline ? MEMBER_OFFLINE : MEMBER_ONLINE); s++) {
-        lua_newtable(L);
-        lua_Integer n = 0;
-        for (size_t i = 0; i < node->e.m->count; i++) {
-            const member *r = node->e.m->members[i];
-            if ((int)r->status != s) continue;
-            policy_push_record(L, r);
-            lua_rawseti(L, -2, ++n);
-        }
-        lua_setfield(L, -2, s == MEMBER_ONLINE ? "online" : "offline");
-    }
+    shazbot_push_server_list(L, check_node(L), lua_toboolean(L, 2));
     return 1;
 }
 
-/* encode(table) -> JSON text, with empty tables as arrays: the protocol's only empty
- * containers are the lists. */
+/* encode(table) -> JSON text, with empty tables as arrays */
 static int l_encode(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
-    buf json = {0};
-    const char *why = policy_encode_json(L, 1, &json, true);
-    if (why) {
-        buf_free(&json);
-        return push_failure(L, why);
-    }
-    lua_pushlstring(L, json.data ? json.data : "", json.len);
-    buf_free(&json);
-    return 1;
+    char err[200];
+    return shazbot_push_json(L, 1, err, sizeof err) == 0 ? 1 : push_failure(L, err);
 }
 
 static const luaL_Reg functions[] = {
@@ -229,7 +206,7 @@ __attribute__((visibility("default"))) int luaopen_clustershazbot_native(lua_Sta
     new_handle_type(L, SETTINGS_HANDLE, l_settings_gc);
     /* So that a host's policy functions can `require "clustershazbot.core"` (array, null). */
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-    lua_pushcfunction(L, policy_open_core);
+    lua_pushcfunction(L, shazbot_open_core);
     lua_setfield(L, -2, "clustershazbot.core");
     lua_pop(L, 1);
     luaL_newlib(L, functions);

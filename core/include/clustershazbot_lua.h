@@ -26,6 +26,24 @@ typedef struct lua_State lua_State;
 shazbot *shazbot_new_lua(const shazbot_settings *s, struct event_base *base, lua_State *L,
                          int hooks_index, char *err, size_t err_len);
 
+/* 1 while one of the node's policy hooks runs, else 0: a host whose hooks call back into it
+ * must refuse to step, run, shut down or free the node from there. */
+int shazbot_in_policy_hook(const shazbot *node);
+
+/* Pushes the records the node knows, as its hooks see them: { online = { record... } } and,
+ * when `include_offline` is non-zero, `offline = { ... }` beside it; a record is
+ * { baseUrl =, monitor =, lastUpdate = }. */
+void shazbot_push_server_list(lua_State *L, const shazbot *node, int include_offline);
+
+/* Pushes the Lua value at `index` written as JSON, for a request body built as a table. Empty
+ * tables are written as arrays: the protocol's only empty containers are its lists. Returns
+ * 0, or -1 with a message (and nothing pushed) when the value has no JSON form. */
+int shazbot_push_json(lua_State *L, int index, char *err, size_t err_len);
+
+/* The loader of the "clustershazbot.core" module (array(), null) that policy scripts require,
+ * for a host's package.preload: a host's hooks may then require it before any node exists. */
+int shazbot_open_core(lua_State *L);
+
 #pragma GCC visibility pop
 
 #ifdef __cplusplus
