@@ -640,6 +640,10 @@ static bool check_options(const shazbot_sim_options *o, char *err, size_t err_le
             return false;
         }
     }
+    if (o->seeds < 0) {
+        snprintf(err, err_len, "--seeds: must be 0 (every node) or more");
+        return false;
+    }
     if (o->kill > o->nodes - 1 || o->leave > o->nodes - 1) {
         snprintf(err, err_len, "--kill and --leave: at most %d of %d nodes", o->nodes - 1, o->nodes);
         return false;
@@ -666,10 +670,12 @@ static bool check_options(const shazbot_sim_options *o, char *err, size_t err_le
     return true;
 }
 
-/* The master list an operator would write: every node, online, with lastUpdate 0. */
+/* The master list an operator would write: every node (or the first --seeds), online, with
+ * lastUpdate 0. */
 static void write_master_list(sim *s) {
+    int listed = s->o->seeds > 0 && s->o->seeds < s->n ? s->o->seeds : s->n;
     buf_add_str(&s->store_list, "{\"online\":[");
-    for (int i = 0; i < s->n; i++)
+    for (int i = 0; i < listed; i++)
         buf_printf(&s->store_list, "%s{\"baseUrl\":\"%s\",\"monitor\":false,\"lastUpdate\":0}", i ? "," : "", s->nodes[i].url);
     buf_add_str(&s->store_list, "]}");
     snprintf(s->store_etag, sizeof s->store_etag, "\"v0\"");

@@ -28,6 +28,7 @@ static const char *const simulate_usage =
     "                          loss        --loss of the messages lost for --loss-seconds\n"
     "                          asymmetric  one node cannot reach another for --partition-seconds\n"
     "                          longrun     --kill nodes gone for good, --hours of virtual time (purge)\n"
+    "  --seeds K               the master list holds the first K nodes (default: every node)\n"
     "  --kill K                nodes killed (default 1 % of the nodes, at least 1)\n"
     "  --leave K               nodes leaving (default as --kill)\n"
     "  --partition-seconds T   (default 60)\n"
@@ -76,7 +77,8 @@ int cli_simulate(int argc, char **argv) {
         {"--max-wait", &o.max_wait}, {"--hours", &o.longrun_hours}, {"--announce-minimum", &o.announce_minimum},
         {"--announce-interval", &o.announce_interval},
     };
-    struct { const char *flag; int *value; } counts[] = {{"--nodes", &o.nodes}, {"--kill", &o.kill}, {"--leave", &o.leave}};
+    struct { const char *flag; int *value; } counts[] = {
+        {"--nodes", &o.nodes}, {"--seeds", &o.seeds}, {"--kill", &o.kill}, {"--leave", &o.leave}};
     for (int i = 1; i < argc; i++) {
         const char *flag = argv[i];
         if (strcmp(flag, "--json") == 0) {

@@ -26,6 +26,7 @@ typedef struct shazbot_sim_options {
     double announce_interval;  /* SHAZBOT_MASTER_ANNOUNCE_INTERVAL (default 600) */
     const char *scenario;      /* phases, comma-separated, run in order on one cluster
                                   (default "converge,kill,partition"; see SHAZBOT_SIM_PHASES) */
+    int seeds;                 /* the master list holds the first `seeds` nodes (default 0: all) */
     int kill;                  /* nodes killed by "kill" and "longrun" (default 1 % of nodes, at least 1) */
     int leave;                 /* nodes leaving by "leave" (default as kill) */
     double partition_seconds;  /* how long "partition" and "asymmetric" last (default 60) */
