@@ -234,6 +234,26 @@ static bool call_hook(policy *p, const char *name, push_args_fn push_args, check
     return false;
 }
 
+static int seed_random(lua_State *L) {
+    lua_getglobal(L, "math");
+    lua_getfield(L, -1, "randomseed");
+    lua_pushvalue(L, 1);
+    lua_call(L, 1, 0);
+    return 0;
+}
+
+void policy_seed_random(policy *p, uint64_t seed) {
+    lua_State *L = p->L;
+    lua_pushcfunction(L, seed_random);
+    lua_pushinteger(L, (lua_Integer)seed);
+    /* math.randomseed is looked up where the hooks find math.random, in the globals, which a
+     * user's script may have changed: the call is protected and budgeted like a hook's. */
+    if (sandbox_pcall(p->box, 1, 0) != LUA_OK) {
+        log_warn(p->log_limit, "policy: cannot seed math.random: %s", error_message(L));
+        lua_pop(L, 1);
+    }
+}
+
 void policy_push_record(lua_State *L, const member *r) {
     lua_createtable(L, 0, 3);
     lua_pushlstring(L, r->base_url, r->url_len);

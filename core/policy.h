@@ -49,6 +49,11 @@ typedef struct health_info {
 /* Writes the /happy payload as JSON. */
 void policy_health(policy *p, const health_info *info, buf *out);
 
+/* Seeds the generator behind math.random in the policy's state (math.randomseed), so that a
+ * simulator running many nodes, each seeded, sees the same random choices (targets, delays)
+ * again. A hosted policy's generator is the host's state's, shared by all it runs. */
+void policy_seed_random(policy *p, uint64_t seed);
+
 uint64_t policy_failures(const policy *p);
 
 /* True while one of the policy's hooks runs: a host's hook must not step, shut down or free
