@@ -38,7 +38,8 @@ static void push_array_mt(lua_State *L) {
     lua_rawsetp(L, LUA_REGISTRYINDEX, &array_mt_key);
 }
 
-/* clustershazbot.core: what policies need from the engine to build JSON. */
+/* clustershazbot.core: what policies need from the engine to build JSON and the /happy
+ * payload. */
 static int core_array(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
@@ -53,6 +54,8 @@ int policy_open_core(lua_State *L) {
     lua_setfield(L, -2, "array");
     lua_pushlightuserdata(L, NULL); /* encodes as JSON null */
     lua_setfield(L, -2, "null");
+    lua_pushcfunction(L, happy_lua_payload);
+    lua_setfield(L, -2, "health_payload");
     return 1;
 }
 
@@ -265,8 +268,7 @@ void policy_push_record(lua_State *L, const member *r) {
 }
 
 /* An array (marked for JSON) of the records of status `s`, self included or not. */
-static void push_records(policy *p, membership *m, member_status s, bool with_self) {
-    lua_State *L = p->L;
+static void push_records(lua_State *L, membership *m, member_status s, bool with_self) {
     lua_createtable(L, (int)m->count, 0);
     lua_Integer n = 0;
     for (size_t i = 0; i < m->count; i++) {
@@ -281,7 +283,7 @@ static void push_records(policy *p, membership *m, member_status s, bool with_se
 
 static void push_peers_and_self(policy *p, void *ctx, int *nargs) {
     membership *m = ctx;
-    push_records(p, m, MEMBER_ONLINE, false);
+    push_records(p->L, m, MEMBER_ONLINE, false);
     policy_push_record(p->L, m->self);
     *nargs = 2;
 }
@@ -377,38 +379,7 @@ double policy_announce_delay(policy *p, double minimum, double interval) {
     return delay_hook(p, "announce_delay", &args, minimum + interval > 0 ? minimum + interval : 1);
 }
 
-/* ---- the health payload ------------------------------------------------------------------ */
-
-static void push_health_info(policy *p, void *ctx, int *nargs) {
-    const health_info *info = ctx;
-    lua_State *L = p->L;
-    lua_newtable(L);
-    lua_pushboolean(L, info->running);
-    lua_setfield(L, -2, "running");
-    if (info->error) {
-        lua_pushstring(L, info->error);
-        lua_setfield(L, -2, "error");
-    }
-    if (info->m) {
-        push_records(p, info->m, MEMBER_ONLINE, true);
-        lua_setfield(L, -2, "online");
-        push_records(p, info->m, MEMBER_OFFLINE, true);
-        lua_setfield(L, -2, "offline");
-    }
-    struct { const char *name; double value; } figures[] = {
-        {"reqPerSec", info->req_per_sec}, {"reqPerMin", info->req_per_min},
-        {"failsPerMin", info->fails_per_min}, {"errPerMin", info->err_per_min},
-        {"skippedEntries", (double)info->skipped_entries}, {"refutations", (double)info->refutations},
-        {"policyFailures", (double)p->failures},
-    };
-    for (size_t i = 0; i < sizeof figures / sizeof *figures; i++) {
-        double v = figures[i].value;
-        if (floor(v) == v) lua_pushinteger(L, (lua_Integer)v);
-        else lua_pushnumber(L, v);
-        lua_setfield(L, -2, figures[i].name);
-    }
-    *nargs = 1;
-}
+/* ---- Lua values as JSON ------------------------------------------------------------------ */
 
 static int compare_keys(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -509,10 +480,24 @@ const char *policy_encode_json(lua_State *L, int index, buf *out, bool empty_is_
     return encode(L, index, out, empty_is_array, 0);
 }
 
+/* ---- the health payload (its shape is happy.c's) ----------------------------------------- */
+
+static void push_records_with_self(lua_State *L, membership *m, member_status s) {
+    push_records(L, m, s, true);
+}
+
 typedef struct health_ctx {
-    const health_info *info;
+    health_info info;
     buf json;
 } health_ctx;
+
+static void push_health_info(policy *p, void *ctx, int *nargs) {
+    health_ctx *h = ctx;
+    /* As of this attempt: the default's info counts the failure of the user's hook. */
+    h->info.policy_failures = p->failures;
+    happy_push_info(p->L, &h->info, push_records_with_self);
+    *nargs = 1;
+}
 
 static const char *check_health(policy *p, void *ctx) {
     health_ctx *h = ctx;
@@ -522,19 +507,14 @@ static const char *check_health(policy *p, void *ctx) {
     return policy_encode_json(p->L, -1, &h->json, false);
 }
 
-static void push_health(policy *p, void *ctx, int *nargs) {
-    push_health_info(p, (void *)((health_ctx *)ctx)->info, nargs);
-}
-
 void policy_health(policy *p, const health_info *info, buf *out) {
-    health_ctx h = {info, {0}};
-    if (call_hook(p, "health", push_health, check_health, &h)) {
+    health_ctx h = {*info, {0}};
+    if (call_hook(p, "health", push_health_info, check_health, &h)) {
         lua_pop(p->L, 1);
         buf_add(out, h.json.data, h.json.len);
     } else {
-        buf_printf(out, "{\"running\":%s,\"extensionFailures\":1,\"extensions\":{\"clustershazbot\":"
-                        "{\"status\":\"error\",\"error\":\"the health hook failed\"}}}",
-                   info->running ? "true" : "false");
+        h.info.policy_failures = p->failures;
+        happy_write_fallback(out, &h.info);
     }
     buf_free(&h.json);
 }

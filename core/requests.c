@@ -96,13 +96,8 @@ int requests_happy(shazbot *node, const char *auth, bool quick, buf *out) {
     info.skipped_entries = node->m->stats.skipped_url + node->m->stats.skipped_time + node->m->stats.skipped_future;
     info.refutations = node->m->stats.refutations;
     stats_figures(&node->stats, &info);
-    if (quick) {
-        buf_printf(out, "{\"currentReqPerSec\":%.0f,\"currentReqPerMin\":%.0f,\"currentFailsPerMin\":%.0f,"
-                        "\"currentErrPerMin\":%.0f,\"extensionFailures\":%d}",
-                   info.req_per_sec, info.req_per_min, info.fails_per_min, info.err_per_min, running ? 0 : 1);
-        return 200;
-    }
-    policy_health(node->pol, &info, out);
+    if (quick) happy_write_quick(out, &info);
+    else policy_health(node->pol, &info, out);
     return 200;
 }
 
