@@ -1,40 +1,27 @@
-/* policy: see policy.h.
- *
- * Budgets: a count hook fires every HOOK_STEP VM instructions and raises an error once a call
- * has used HOOK_BUDGET; the allocator refuses to grow the state beyond MEMORY_CAP. Both turn a
- * runaway hook into an ordinary Lua error, caught by the protected call, after which the
- * default hook decides. Once over budget the count hook fires at every instruction, so that a
- * hook catching the error with pcall is stopped at its next instruction outside the pcall. */
+/* policy: see policy.h. The state the hooks run in, and its budgets, are sandbox.c's. */
 #include "policy.h"
 
 #include "log.h"
+#include "sandbox.h"
 #include "wire.h"
 
 #include <inttypes.h>
 #include <lauxlib.h>
 #include <lua.h>
-#include <lualib.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define HOOK_STEP 1000
-#define HOOK_BUDGET 10000000 /* instructions per hook call */
-#define MEMORY_CAP (64u << 20)
 #define ENCODE_MAX_DEPTH 32
 
 extern const char shazbot_default_policy_lua[]; /* generated from lua/clustershazbot/policy.lua */
 extern const size_t shazbot_default_policy_lua_len;
 
 struct policy {
-    lua_State *L;    /* where hooks run: our own state, or a thread of the host's */
-    bool hosted;     /* L is a thread of a host's state (policy_new_hosted) */
-    int thread_ref;  /* keeps that thread alive in the host's registry */
-    size_t memory;   /* our own state's allocation, against MEMORY_CAP */
+    sandbox *box;
+    lua_State *L;    /* sandbox_state(box), at hand */
     int default_ref; /* the default policy table */
     int user_ref;    /* the user's table, or LUA_NOREF */
-    long instructions; /* used by the call under way */
-    int calls;       /* hook calls under way (a host's hook may call into its node again) */
     uint64_t failures;
     log_level log_limit; /* the node's SHAZBOT_LOG_LEVEL (policy_set_log_level) */
 };
@@ -42,12 +29,6 @@ struct policy {
 /* The registry key of the metatable that marks tables as JSON arrays: one per Lua state,
  * shared by every node in it. */
 static const char array_mt_key = 0;
-
-/* The registry key of the policy whose hook call is under way in a state (light userdata).
- * The budget hook finds the policy to charge there rather than on the running thread: a
- * coroutine that a hook creates inherits the hook but not our thread, and in a host's state
- * (policy_new_hosted) its extra space is the host's. */
-static const char running_policy_key = 0;
 
 static void push_array_mt(lua_State *L) {
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &array_mt_key) == LUA_TTABLE) return;
@@ -57,75 +38,8 @@ static void push_array_mt(lua_State *L) {
     lua_rawsetp(L, LUA_REGISTRYINDEX, &array_mt_key);
 }
 
-static void *capped_alloc(void *ud, void *ptr, size_t old_size, size_t new_size) {
-    policy *p = ud;
-    if (!ptr) old_size = 0; /* then old_size names the type of object, not a size */
-    if (new_size == 0) {
-        free(ptr);
-        p->memory -= old_size;
-        return NULL;
-    }
-    if (new_size > old_size && p->memory + (new_size - old_size) > MEMORY_CAP) return NULL;
-    void *n = realloc(ptr, new_size);
-    if (n) p->memory += new_size - old_size;
-    return n;
-}
-
-static policy *running_policy(lua_State *L) {
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &running_policy_key);
-    policy *p = lua_touserdata(L, -1);
-    lua_pop(L, 1);
-    return p;
-}
-
-static void budget_hook(lua_State *L, lua_Debug *ar) {
-    (void)ar;
-    policy *p = running_policy(L);
-    if (!p) {
-        /* A coroutine made by a hook, resumed by the host after the call: not ours to stop. */
-        lua_sethook(L, NULL, 0, 0);
-        return;
-    }
-    p->instructions += HOOK_STEP;
-    if (p->instructions > HOOK_BUDGET) {
-        lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
-        luaL_error(L, "instruction budget of %d exceeded", HOOK_BUDGET);
-    }
-}
-
-/* What a budgeted call replaces, put back when it ends: calls nest when a host's hook calls
- * into its node (node:happy_request() runs the health hook), and a host may have a debug hook
- * of its own on the thread. */
-typedef struct budget_scope {
-    void *outer_policy;
-    lua_Hook outer_hook;
-    int outer_mask, outer_count;
-    long outer_instructions;
-} budget_scope;
-
-static void budget_begin(policy *p, budget_scope *scope) {
-    lua_State *L = p->L;
-    *scope = (budget_scope){running_policy(L), lua_gethook(L), lua_gethookmask(L),
-                            lua_gethookcount(L), p->instructions};
-    lua_pushlightuserdata(L, p);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &running_policy_key);
-    p->instructions = 0;
-    p->calls++;
-    lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_STEP);
-}
-
-static void budget_end(policy *p, const budget_scope *scope) {
-    lua_State *L = p->L;
-    lua_sethook(L, scope->outer_hook, scope->outer_mask, scope->outer_count);
-    p->calls--;
-    /* An outer call of ours, if any, paid for this one too. */
-    p->instructions = p->calls > 0 ? scope->outer_instructions + p->instructions : 0;
-    if (scope->outer_policy) lua_pushlightuserdata(L, scope->outer_policy);
-    else lua_pushnil(L);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &running_policy_key);
-}
-
-/* clustershazbot.core: what policies need from the engine to build JSON. */
+/* clustershazbot.core: what policies need from the engine to build JSON and the /happy
+ * payload. */
 static int core_array(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
@@ -140,6 +54,8 @@ int policy_open_core(lua_State *L) {
     lua_setfield(L, -2, "array");
     lua_pushlightuserdata(L, NULL); /* encodes as JSON null */
     lua_setfield(L, -2, "null");
+    lua_pushcfunction(L, happy_lua_payload);
+    lua_setfield(L, -2, "health_payload");
     return 1;
 }
 
@@ -183,53 +99,33 @@ static bool load_default(policy *p, char *err, size_t err_len) {
     return (p->default_ref = loaded_table_ref(L, "default policy", err, err_len)) != LUA_NOREF;
 }
 
-static policy *policy_alloc(void) {
-    policy *p = calloc(1, sizeof *p);
-    if (p) {
-        p->default_ref = p->user_ref = p->thread_ref = LUA_NOREF;
-        p->log_limit = LOG_INFO;
+/* Takes `box`, which is NULL when there was none to be had. */
+static policy *policy_alloc(sandbox *box, char *err, size_t err_len) {
+    policy *p = box ? calloc(1, sizeof *p) : NULL;
+    if (!p) {
+        snprintf(err, err_len, "policy: out of memory");
+        sandbox_free(box);
+        return NULL;
     }
+    p->box = box;
+    p->L = sandbox_state(box);
+    p->default_ref = p->user_ref = LUA_NOREF;
+    p->log_limit = LOG_INFO;
     return p;
 }
 
 void policy_set_log_level(policy *p, log_level level) { p->log_limit = level; }
 
-/* debug.sethook in the node's own Lua state: the instruction budget is a count hook, and a
- * policy that set a hook of its own (or none) would lift its budget for good, so that one
- * endless loop would stop the node. The rest of the debug library stays. */
-static int refuse_sethook(lua_State *L) {
-    return luaL_error(L, "debug.sethook is not available to policies: the engine's instruction budget uses the hook");
-}
-
 policy *policy_new(const char *script, char *err, size_t err_len) {
-    policy *p = policy_alloc();
+    policy *p = policy_alloc(sandbox_new(), err, err_len);
     if (!p) return NULL;
-    p->L = lua_newstate(capped_alloc, p);
-    if (!p->L) {
-        snprintf(err, err_len, "policy: cannot create a Lua state");
-        free(p);
-        return NULL;
-    }
     lua_State *L = p->L;
-    luaL_openlibs(L);
-    /* Every hook call makes a table of records that is garbage when the call returns: a
-     * generational collector frees such young objects at once, where the incremental one let
-     * them pile up to several times the live size (measured in the simulator: 600 MB for
-     * 1,000 nodes, most of it garbage). */
-    lua_gc(L, LUA_GCGEN, 0, 0);
-    lua_getglobal(L, "debug");
-    lua_pushcfunction(L, refuse_sethook);
-    lua_setfield(L, -2, "sethook");
-    lua_pop(L, 1);
     if (!load_default(p, err, err_len)) goto fail;
     if (script) {
         /* The script's own top level runs under the same budget as a hook: a script that
          * never returns must not stop the node from starting, it must fail to load. */
-        budget_scope scope;
-        budget_begin(p, &scope);
         int rc = luaL_loadfile(L, script);
-        if (rc == LUA_OK) rc = lua_pcall(L, 0, 1, 0);
-        budget_end(p, &scope);
+        if (rc == LUA_OK) rc = sandbox_pcall(p->box, 0, 1);
         if (rc != LUA_OK) {
             snprintf(err, err_len, "SHAZBOT_POLICY: \"%s\": %s", script, lua_tostring(L, -1));
             goto fail;
@@ -250,14 +146,9 @@ policy *policy_new_hosted(lua_State *host, int hooks_index, char *err, size_t er
         snprintf(err, err_len, "policy: expected a table of hook functions, got %s", luaL_typename(host, hooks_index));
         return NULL;
     }
-    policy *p = policy_alloc();
-    if (!p) return NULL;
     hooks_index = lua_absindex(host, hooks_index);
-    p->hosted = true;
-    /* A thread of our own: its stack and its budget hook are ours, whatever the host is
-     * running when the engine calls a hook. */
-    p->L = lua_newthread(host);
-    p->thread_ref = luaL_ref(host, LUA_REGISTRYINDEX);
+    policy *p = policy_alloc(sandbox_new_thread(host), err, err_len);
+    if (!p) return NULL;
     lua_pushvalue(host, hooks_index);
     p->user_ref = luaL_ref(host, LUA_REGISTRYINDEX);
     if (!load_default(p, err, err_len)) {
@@ -269,39 +160,23 @@ policy *policy_new_hosted(lua_State *host, int hooks_index, char *err, size_t er
 
 void policy_free(policy *p) {
     if (!p) return;
-    if (p->hosted) {
-        /* The thread shares the host's registry: drop what we hold there. */
-        luaL_unref(p->L, LUA_REGISTRYINDEX, p->user_ref);
-        luaL_unref(p->L, LUA_REGISTRYINDEX, p->default_ref);
-        luaL_unref(p->L, LUA_REGISTRYINDEX, p->thread_ref);
-    } else if (p->L) {
-        lua_close(p->L);
-    }
+    /* A hosted policy's thread shares the host's registry: drop what we hold there. */
+    luaL_unref(p->L, LUA_REGISTRYINDEX, p->user_ref);
+    luaL_unref(p->L, LUA_REGISTRYINDEX, p->default_ref);
+    sandbox_free(p->box);
     free(p);
 }
 
 uint64_t policy_failures(const policy *p) { return p->failures; }
 
-void policy_seed_random(policy *p, uint64_t seed) {
-    lua_State *L = p->L;
-    lua_getglobal(L, "math");
-    if (lua_getfield(L, -1, "randomseed") == LUA_TFUNCTION) {
-        lua_pushinteger(L, (lua_Integer)seed);
-        if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
-    } else {
-        lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
-}
-
-bool policy_in_call(const policy *p) { return p->calls > 0; }
+bool policy_in_call(const policy *p) { return sandbox_in_call(p->box); }
 
 /* ---- calling hooks ------------------------------------------------------------------------ */
 
 static void count_failure(policy *p, const char *name, bool user, const char *why) {
     p->failures++;
     log_warn(p->log_limit, "policy hook %s (%s) failed: %s; the default decides this time", name,
-             user ? (p->hosted ? "host's function" : "user script") : "default", why);
+             user ? (sandbox_is_hosted(p->box) ? "host's function" : "user script") : "default", why);
 }
 
 static const char *error_message(lua_State *L) {
@@ -353,16 +228,33 @@ static bool call_hook(policy *p, const char *name, push_args_fn push_args, check
         if (c.table_ref == LUA_NOREF) continue;
         lua_pushcfunction(L, run_hook);
         lua_pushlightuserdata(L, &c);
-        budget_scope scope;
-        budget_begin(p, &scope);
-        int rc = lua_pcall(L, 1, 1, 0);
-        budget_end(p, &scope);
+        int rc = sandbox_pcall(p->box, 1, 1);
         if (rc == LUA_OK && !c.missing && !c.why) return true;
         if (rc != LUA_OK) count_failure(p, name, user, error_message(L));
         else if (!c.missing) count_failure(p, name, user, c.why);
         lua_pop(L, 1);
     }
     return false;
+}
+
+static int seed_random(lua_State *L) {
+    lua_getglobal(L, "math");
+    lua_getfield(L, -1, "randomseed");
+    lua_pushvalue(L, 1);
+    lua_call(L, 1, 0);
+    return 0;
+}
+
+void policy_seed_random(policy *p, uint64_t seed) {
+    lua_State *L = p->L;
+    lua_pushcfunction(L, seed_random);
+    lua_pushinteger(L, (lua_Integer)seed);
+    /* math.randomseed is looked up where the hooks find math.random, in the globals, which a
+     * user's script may have changed: the call is protected and budgeted like a hook's. */
+    if (sandbox_pcall(p->box, 1, 0) != LUA_OK) {
+        log_warn(p->log_limit, "policy: cannot seed math.random: %s", error_message(L));
+        lua_pop(L, 1);
+    }
 }
 
 void policy_push_record(lua_State *L, const member *r) {
@@ -376,8 +268,7 @@ void policy_push_record(lua_State *L, const member *r) {
 }
 
 /* An array (marked for JSON) of the records of status `s`, self included or not. */
-static void push_records(policy *p, membership *m, member_status s, bool with_self) {
-    lua_State *L = p->L;
+static void push_records(lua_State *L, membership *m, member_status s, bool with_self) {
     lua_createtable(L, (int)m->count, 0);
     lua_Integer n = 0;
     for (size_t i = 0; i < m->count; i++) {
@@ -392,7 +283,7 @@ static void push_records(policy *p, membership *m, member_status s, bool with_se
 
 static void push_peers_and_self(policy *p, void *ctx, int *nargs) {
     membership *m = ctx;
-    push_records(p, m, MEMBER_ONLINE, false);
+    push_records(p->L, m, MEMBER_ONLINE, false);
     policy_push_record(p->L, m->self);
     *nargs = 2;
 }
@@ -488,38 +379,7 @@ double policy_announce_delay(policy *p, double minimum, double interval) {
     return delay_hook(p, "announce_delay", &args, minimum + interval > 0 ? minimum + interval : 1);
 }
 
-/* ---- the health payload ------------------------------------------------------------------ */
-
-static void push_health_info(policy *p, void *ctx, int *nargs) {
-    const health_info *info = ctx;
-    lua_State *L = p->L;
-    lua_newtable(L);
-    lua_pushboolean(L, info->running);
-    lua_setfield(L, -2, "running");
-    if (info->error) {
-        lua_pushstring(L, info->error);
-        lua_setfield(L, -2, "error");
-    }
-    if (info->m) {
-        push_records(p, info->m, MEMBER_ONLINE, true);
-        lua_setfield(L, -2, "online");
-        push_records(p, info->m, MEMBER_OFFLINE, true);
-        lua_setfield(L, -2, "offline");
-    }
-    struct { const char *name; double value; } figures[] = {
-        {"reqPerSec", info->req_per_sec}, {"reqPerMin", info->req_per_min},
-        {"failsPerMin", info->fails_per_min}, {"errPerMin", info->err_per_min},
-        {"skippedEntries", (double)info->skipped_entries}, {"refutations", (double)info->refutations},
-        {"policyFailures", (double)p->failures},
-    };
-    for (size_t i = 0; i < sizeof figures / sizeof *figures; i++) {
-        double v = figures[i].value;
-        if (floor(v) == v) lua_pushinteger(L, (lua_Integer)v);
-        else lua_pushnumber(L, v);
-        lua_setfield(L, -2, figures[i].name);
-    }
-    *nargs = 1;
-}
+/* ---- Lua values as JSON ------------------------------------------------------------------ */
 
 static int compare_keys(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -620,10 +480,24 @@ const char *policy_encode_json(lua_State *L, int index, buf *out, bool empty_is_
     return encode(L, index, out, empty_is_array, 0);
 }
 
+/* ---- the health payload (its shape is happy.c's) ----------------------------------------- */
+
+static void push_records_with_self(lua_State *L, membership *m, member_status s) {
+    push_records(L, m, s, true);
+}
+
 typedef struct health_ctx {
-    const health_info *info;
+    health_info info;
     buf json;
 } health_ctx;
+
+static void push_health_info(policy *p, void *ctx, int *nargs) {
+    health_ctx *h = ctx;
+    /* As of this attempt: the default's info counts the failure of the user's hook. */
+    h->info.policy_failures = p->failures;
+    happy_push_info(p->L, &h->info, push_records_with_self);
+    *nargs = 1;
+}
 
 static const char *check_health(policy *p, void *ctx) {
     health_ctx *h = ctx;
@@ -633,19 +507,14 @@ static const char *check_health(policy *p, void *ctx) {
     return policy_encode_json(p->L, -1, &h->json, false);
 }
 
-static void push_health(policy *p, void *ctx, int *nargs) {
-    push_health_info(p, (void *)((health_ctx *)ctx)->info, nargs);
-}
-
 void policy_health(policy *p, const health_info *info, buf *out) {
-    health_ctx h = {info, {0}};
-    if (call_hook(p, "health", push_health, check_health, &h)) {
+    health_ctx h = {*info, {0}};
+    if (call_hook(p, "health", push_health_info, check_health, &h)) {
         lua_pop(p->L, 1);
         buf_add(out, h.json.data, h.json.len);
     } else {
-        buf_printf(out, "{\"running\":%s,\"extensionFailures\":1,\"extensions\":{\"clustershazbot\":"
-                        "{\"status\":\"error\",\"error\":\"the health hook failed\"}}}",
-                   info->running ? "true" : "false");
+        h.info.policy_failures = p->failures;
+        happy_write_fallback(out, &h.info);
     }
     buf_free(&h.json);
 }

@@ -1,16 +1,17 @@
-/* policy: the embedded Lua 5.4 state that runs the policy hooks (which peers to talk to, the
- * delays, the health payload).
+/* policy: the policy hooks (which peers to talk to, the delays, the health payload), run in a
+ * Lua 5.4 sandbox (sandbox.h).
  *
  * The default policy (lua/clustershazbot/policy.lua) is compiled into the library and always
  * loaded; a user script may override any hook and `require "clustershazbot.policy"` to reuse
- * the default. Every call is protected, bounded by an instruction budget and a memory cap, and
- * its answer is checked here; a hook that fails is logged and counted, and the default hook
- * decides that call instead. The engine never sees a bad answer. */
+ * the default. Every call is protected, bounded by the sandbox's instruction budget and memory
+ * cap, and its answer is checked here; a hook that fails is logged and counted, and the
+ * default hook decides that call instead. The engine never sees a bad answer. */
 #ifndef SHAZBOT_POLICY_H
 #define SHAZBOT_POLICY_H
 
 #include "buf.h"
 #include "config.h"
+#include "happy.h"
 #include "membership.h"
 
 #include <stdbool.h>
@@ -37,22 +38,17 @@ size_t policy_targets(policy *p, membership *m, targets_kind kind, const member 
 double policy_gossip_delay(policy *p, double interval);
 double policy_announce_delay(policy *p, double minimum, double interval);
 
-/* What the health hook is given. */
-typedef struct health_info {
-    bool running;
-    const char *error; /* when the engine is not running, why */
-    membership *m;     /* NULL when not running */
-    double req_per_sec, req_per_min, fails_per_min, err_per_min;
-    uint64_t skipped_entries, refutations;
-} health_info;
-
-/* Writes the /happy payload as JSON. */
+/* Writes the /happy payload as JSON: the health hook's answer, else happy.c's fallback.
+ * It fills in `info->policy_failures` itself. */
 void policy_health(policy *p, const health_info *info, buf *out);
+
+/* Seeds the generator behind math.random in the policy's state (math.randomseed), so that a
+ * simulator running many nodes, each seeded, sees the same random choices (targets, delays)
+ * again. A hosted policy's generator is the host's state's, shared by all it runs. */
+void policy_seed_random(policy *p, uint64_t seed);
 
 uint64_t policy_failures(const policy *p);
 
-/* Seeds the policy state's math.random, so that a simulation with a seed repeats itself. */
-void policy_seed_random(policy *p, uint64_t seed);
 
 /* True while one of the policy's hooks runs: a host's hook must not step, shut down or free
  * the node that called it. */
@@ -71,7 +67,8 @@ policy *policy_new_hosted(lua_State *host, int hooks_index, char *err, size_t er
 /* Pushes a record as the hooks see it: { baseUrl =, monitor =, lastUpdate = }. */
 void policy_push_record(lua_State *L, const member *r);
 
-/* The loader of "clustershazbot.core" (array(), null), for a host's package.preload. */
+/* The loader of "clustershazbot.core" (array(), null, health_payload()), for a host's
+ * package.preload. */
 int policy_open_core(lua_State *L);
 
 /* Writes the Lua value at `index` as JSON (see policy.c for tables); NULL or why not. */

@@ -7,7 +7,7 @@
 --
 -- Records look like { baseUrl = "http://10.0.0.7:3000/", monitor = false, lastUpdate = 1795478695140 }.
 
-local core = require "clustershazbot.core" -- array() marks a table as a JSON array; null
+local core = require "clustershazbot.core" -- array() marks a table as a JSON array; null; health_payload()
 
 local policy = {}
 
@@ -73,32 +73,13 @@ function policy.announce_delay(minimum, interval)
   return minimum + math.random() * interval
 end
 
--- The /happy payload. `info` has: running, error (when not running), online and offline (the
--- records, when running), reqPerSec, reqPerMin, failsPerMin, errPerMin, skippedEntries,
--- refutations, policyFailures.
+-- The /happy payload, as a table that a user's hook may extend (see
+-- examples/policies/health_extension.lua). `info` has: running, error (when not running),
+-- online and offline (the records, when running), reqPerSec, reqPerMin, failsPerMin,
+-- errPerMin, skippedEntries, refutations, policyFailures. Its fields are core/happy.c's, which
+-- writes the other forms of the payload too.
 function policy.health(info)
-  local entry
-  if info.running then
-    entry = {
-      status = "ok",
-      cluster = { online = info.online, offline = info.offline },
-      skippedEntries = info.skippedEntries,
-      refutations = info.refutations,
-      policyFailures = info.policyFailures,
-    }
-  else
-    entry = { status = "error", error = info.error or "engine not started" }
-  end
-  return {
-    running = info.running,
-    plannedShutdownIn = core.null,
-    currentReqPerSec = info.reqPerSec,
-    currentReqPerMin = info.reqPerMin,
-    currentFailsPerMin = info.failsPerMin,
-    currentErrPerMin = info.errPerMin,
-    extensionFailures = entry.status == "ok" and 0 or 1,
-    extensions = { clustershazbot = entry },
-  }
+  return core.health_payload(info)
 end
 
 return policy

@@ -1,0 +1,44 @@
+/* happy: the /happy payload. The one place that says which fields it has, in which order, of
+ * which type and from which figure, for the three that write it: the default health hook (as
+ * a Lua table, which a user's hook may extend before the engine encodes it), the answer when
+ * every health hook failed, and /happy/quick (both as JSON, without entering Lua). The health
+ * hook's info, from which the payload is built, is built here too. */
+#ifndef SHAZBOT_HAPPY_H
+#define SHAZBOT_HAPPY_H
+
+#include "buf.h"
+#include "membership.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct lua_State lua_State;
+
+/* What /happy says, and what the health hook is given. */
+typedef struct health_info {
+    bool running;
+    const char *error; /* when the engine is not running, why */
+    membership *m;     /* NULL when not running */
+    double req_per_sec, req_per_min, fails_per_min, err_per_min;
+    uint64_t skipped_entries, refutations;
+    uint64_t policy_failures; /* policy_health fills it in */
+} health_info;
+
+/* How the hooks see a list of records: those of `status`, this node's included. */
+typedef void happy_push_records_fn(lua_State *L, membership *m, member_status status);
+
+/* Pushes the health hook's info: { running, error, online, offline, reqPerSec, reqPerMin,
+ * failsPerMin, errPerMin, skippedEntries, refutations, policyFailures }. */
+void happy_push_info(lua_State *L, const health_info *info, happy_push_records_fn *push_records);
+
+/* core.health_payload(info): the payload as a table, from an info such as the health hook
+ * gets (values taken as they are there: a user's hook may have changed them). */
+int happy_lua_payload(lua_State *L);
+
+/* The payload when no health hook could answer. */
+void happy_write_fallback(buf *out, const health_info *info);
+
+/* The payload of /happy/quick. */
+void happy_write_quick(buf *out, const health_info *info);
+
+#endif
