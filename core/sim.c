@@ -42,7 +42,17 @@
 
 typedef enum { PROC_NOT_STARTED, PROC_RUNNING, PROC_LEAVING, PROC_GONE } proc_state;
 
+#define SPARE_BLOCKS 64
+
 typedef struct sim sim;
+
+/* A state as it was when sent: records with their URLs copied, in one block. */
+typedef struct snapshot {
+    member_update *records;
+    size_t count;
+    size_t capacity; /* bytes of the block */
+} snapshot;
+
 
 typedef struct sim_node {
     sim *s;
@@ -87,6 +97,8 @@ struct sim {
     double live_node_seconds; /* integral of the live count over time, for bytes per round */
     FILE *csv;
     int64_t next_csv_us;
+    snapshot spare[SPARE_BLOCKS];
+    size_t spare_count;
 };
 
 /* ---- randomness: one stream, seeded, so that a seed is a run ----------------------------- */
@@ -105,16 +117,38 @@ static double now_s(const sim *s) { return (double)vclock_now_us(s->clock) / 1e6
 
 /* ---- the virtual network ------------------------------------------------------------------ */
 
-/* A state as it was when sent: records with their URLs copied, in one block. */
-typedef struct snapshot {
-    member_update *records;
-    size_t count;
-} snapshot;
+/* Blocks of finished snapshots, for the next ones: a snapshot of a large cluster is hundreds
+ * of kilobytes, which malloc would map and unmap for every message (a fifth of the run time
+ * went to it). Few messages are in flight at once, so a few blocks serve them all. */
+static void snapshot_release(sim *s, snapshot *sn) {
+    if (!sn->records) return;
+    if (s->spare_count < SPARE_BLOCKS) s->spare[s->spare_count++] = *sn;
+    else free(sn->records);
+    *sn = (snapshot){0};
+}
 
-static bool snapshot_take(const membership *m, snapshot *out) {
+static void *block_for(sim *s, size_t bytes, size_t *capacity) {
+    for (size_t i = s->spare_count; i-- > 0;) {
+        if (s->spare[i].capacity >= bytes) {
+            void *block = s->spare[i].records;
+            *capacity = s->spare[i].capacity;
+            s->spare[i] = s->spare[--s->spare_count];
+            return block;
+        }
+    }
+    *capacity = bytes + bytes / 4; /* room for the cluster to grow */
+    return malloc(*capacity);
+}
+
+static void spare_blocks_free(sim *s) {
+    while (s->spare_count > 0) free(s->spare[--s->spare_count].records);
+}
+
+static bool snapshot_take(sim *s, const membership *m, snapshot *out) {
     size_t url_bytes = 0;
     for (size_t i = 0; i < m->count; i++) url_bytes += m->members[i]->url_len + 1;
-    member_update *u = malloc(m->count * sizeof *u + url_bytes);
+    size_t capacity;
+    member_update *u = block_for(s, m->count * sizeof *u + url_bytes, &capacity);
     if (!u) return false;
     char *urls = (char *)(u + m->count);
     for (size_t i = 0; i < m->count; i++) {
@@ -125,7 +159,7 @@ static bool snapshot_take(const membership *m, snapshot *out) {
                                .status = r->status};
         urls += r->url_len + 1;
     }
-    *out = (snapshot){u, m->count};
+    *out = (snapshot){u, m->count, capacity};
     return true;
 }
 
@@ -152,8 +186,8 @@ static void message_free(message *msg) {
     free(msg->authorization);
     free(msg->if_match);
     free(msg->body);
-    free(msg->sent.records);
-    free(msg->answered.records);
+    snapshot_release(msg->s, &msg->sent);
+    snapshot_release(msg->s, &msg->answered);
     buf_free(&msg->answer);
     free(msg);
 }
@@ -192,8 +226,7 @@ static void send_back(message *msg, bool lost) {
         msg->status = 0;
         msg->error = "Operation timed out";
         msg->answer.len = 0;
-        free(msg->answered.records);
-        msg->answered = (snapshot){0};
+        snapshot_release(s, &msg->answered);
         at = msg->deadline_us;
     }
     vclock_after(s->clock, (double)(at - vclock_now_us(s->clock)) / 1e6, deliver, msg);
@@ -239,7 +272,7 @@ static void arrive(void *arg) {
     msg->ok = true;
     msg->status = requests_gossip_records(&target->e, msg->authorization, msg->sent.records, msg->sent.count, &msg->answer);
     if (msg->status == 200) {
-        if (!snapshot_take(target->e.m, &msg->answered)) {
+        if (!snapshot_take(s, target->e.m, &msg->answered)) {
             msg->status = 500;
             buf_add_str(&msg->answer, "{\"error\":\"out of memory\"}");
         }
@@ -278,7 +311,7 @@ static bool sim_start(void *ctx, const transfer_request *req, transfer_done_fn d
     memcpy(msg->body, req->body ? req->body : "", req->body_len);
     msg->body[req->body_len] = '\0';
     if (req->records) {
-        if (!snapshot_take(req->records, &msg->sent)) {
+        if (!snapshot_take(s, req->records, &msg->sent)) {
             message_free(msg);
             return false;
         }
@@ -785,6 +818,7 @@ done:
     for (int i = 0; s.nodes && i < s.n; i++)
         if (s.nodes[i].engine_ready) engine_destroy(&s.nodes[i].e);
     vclock_free(s.clock);
+    spare_blocks_free(&s);
     free(s.nodes);
     free(s.down);
     buf_free(&s.store_list);
