@@ -462,13 +462,16 @@ static void write_csv_rows(sim *s) {
 
 /* Runs the cluster for `seconds` of virtual time. */
 static void advance(sim *s, double seconds) {
-    s->live_node_seconds += live_count(s) * seconds;
+    int live_before = live_count(s);
     vclock_run_until(s->clock, vclock_now_us(s->clock) + (int64_t)(seconds * 1e6));
+    /* The live count may change within the step (nodes start, leave): its mean. */
+    s->live_node_seconds += (live_before + live_count(s)) / 2.0 * seconds;
     write_csv_rows(s);
 }
 
-/* How often agreement is looked at: often enough to time it to a tenth of a round. */
-static double sample_step(const sim *s) { return s->o->interval / 10; }
+/* How often agreement is looked at: to a tenth of a round, and at least every 0.25 s (so
+ * that long intervals are timed as finely as a poller of a real cluster would). */
+static double sample_step(const sim *s) { return s->o->interval / 10 < 0.25 ? s->o->interval / 10 : 0.25; }
 
 /* Advances until `goal` holds or `max_wait` has passed; the seconds it took, or -1. */
 static double wait_for(sim *s, bool (*goal)(sim *, void *), void *ctx, double max_wait) {

@@ -100,7 +100,7 @@ int cli_simulate(int argc, char **argv) {
             errno = 0;
             unsigned long long seed = strtoull(value, &end, 10);
             known = true;
-            ok = !errno && end != value && !*end;
+            ok = !errno && end != value && !*end && value[0] >= '0' && value[0] <= '9'; /* strtoull takes "-1" */
             if (ok) o.seed = seed;
             else fprintf(stderr, "clustershazbot simulate: --seed: \"%s\" is not a whole number\n", value);
         }
