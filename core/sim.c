@@ -743,14 +743,27 @@ static void print_results(const sim *s, const phase_result *r, int count, double
         fprintf(out, "],\"wallSeconds\":%.3f,\"peakRssKb\":%ld}\n", wall, rss_kb);
         return;
     }
+    (void)r;
+    (void)count; /* the table's rows went out as their phases ended (print_row) */
+    fprintf(out, "wall time %.1f s, peak RSS %.1f MB\n", wall, rss_kb / 1024.0);
+}
+
+/* The table is written as the run goes, a large one taking minutes: the heading first, then
+ * each phase's row as it ends. */
+static void print_heading(const shazbot_sim_options *o, FILE *out) {
+    if (o->json) return;
     fprintf(out, "simulated %d nodes, interval %g s, latency %g ms, seed %" PRIu64 ", policy %s\n", o->nodes, o->interval,
             o->latency_ms, o->seed, o->policy ? o->policy : "default");
     fprintf(out, "%-18s %10s %8s %9s %7s %12s  %s\n", "phase", "virtual s", "rounds", "verdicts", "flaps", "bytes/node/rd",
             "result");
-    for (int i = 0; i < count; i++)
-        fprintf(out, "%-18s %10.1f %8.1f %9" PRIu64 " %7" PRIu64 " %12.0f  %s\n", r[i].name, r[i].seconds,
-                r[i].seconds / o->interval, r[i].verdicts, r[i].flaps, r[i].bytes_per_node_round, r[i].what);
-    fprintf(out, "wall time %.1f s, peak RSS %.1f MB\n", wall, rss_kb / 1024.0);
+    fflush(out);
+}
+
+static void print_row(const shazbot_sim_options *o, const phase_result *r, FILE *out) {
+    if (o->json) return;
+    fprintf(out, "%-18s %10.1f %8.1f %9" PRIu64 " %7" PRIu64 " %12.0f  %s\n", r->name, r->seconds,
+            r->seconds / o->interval, r->verdicts, r->flaps, r->bytes_per_node_round, r->what);
+    fflush(out);
 }
 
 int shazbot_simulate(const shazbot_sim_options *o, FILE *out, char *err, size_t err_len) {
@@ -790,6 +803,7 @@ int shazbot_simulate(const shazbot_sim_options *o, FILE *out, char *err, size_t 
     int kill = o->kill >= 0 ? o->kill : one_percent, leave = o->leave >= 0 ? o->leave : kill;
     phase_result results[32];
     int count = 0;
+    print_heading(o, out);
     for (const char *p = o->scenario; *p && count < 32;) {
         size_t len = strcspn(p, ",");
         phase_result *r = &results[count++];
@@ -800,6 +814,7 @@ int shazbot_simulate(const shazbot_sim_options *o, FILE *out, char *err, size_t 
         else if (strncmp(p, "loss", len) == 0) phase_loss(&s, r);
         else if (strncmp(p, "asymmetric", len) == 0) phase_asymmetric(&s, r);
         else phase_longrun(&s, r, kill);
+        print_row(o, r, out);
         p += len + (p[len] == ',');
     }
     struct timespec wall1;
