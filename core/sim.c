@@ -526,15 +526,14 @@ static void phase_converge(sim *s, phase_result *r) {
     phase_end(s, r);
 }
 
-/* Kill (halt) or make leave `count` running nodes; then wait for agreement and for the rest
- * of the cluster to converge. */
-static void phase_remove(sim *s, phase_result *r, bool graceful, int count) {
-    phase_begin(s, r, graceful ? "leave" : "kill");
-    node_set set = {malloc((size_t)count * sizeof(int)), 0};
-    if (!set.nodes) return;
-    set.count = pick_running(s, count, set.nodes);
-    for (int i = 0; i < set.count; i++) {
-        sim_node *n = &s->nodes[set.nodes[i]];
+/* `count` running nodes, at random, stop dead (kill -9) or start leaving (SIGTERM). False
+ * when out of memory. */
+static bool remove_nodes(sim *s, int count, bool graceful, node_set *set) {
+    set->nodes = malloc((size_t)count * sizeof(int));
+    if (!set->nodes) return false;
+    set->count = pick_running(s, count, set->nodes);
+    for (int i = 0; i < set->count; i++) {
+        sim_node *n = &s->nodes[set->nodes[i]];
         mark_down(s, n);
         if (graceful) {
             n->proc = PROC_LEAVING;
@@ -544,6 +543,15 @@ static void phase_remove(sim *s, phase_result *r, bool graceful, int count) {
             engine_halt(&n->e);
         }
     }
+    return true;
+}
+
+/* Kill or make leave `count` running nodes; then wait for agreement and for the rest of the
+ * cluster to converge. */
+static void phase_remove(sim *s, phase_result *r, bool graceful, int count) {
+    phase_begin(s, r, graceful ? "leave" : "kill");
+    node_set set;
+    if (!remove_nodes(s, count, graceful, &set)) return;
     double t = wait_for(s, goal_down, &set, s->o->max_wait);
     r->detected_seconds = t;
     double rest = t >= 0 ? wait_for(s, goal_converged, NULL, s->o->max_wait) : -1;
@@ -617,15 +625,8 @@ static void phase_asymmetric(sim *s, phase_result *r) {
 /* Nodes gone for good: after the 24 h retention, every node should have purged them. */
 static void phase_longrun(sim *s, phase_result *r, int count) {
     phase_begin(s, r, "longrun");
-    node_set set = {malloc((size_t)count * sizeof(int)), 0};
-    if (!set.nodes) return;
-    set.count = pick_running(s, count, set.nodes);
-    for (int i = 0; i < set.count; i++) {
-        sim_node *n = &s->nodes[set.nodes[i]];
-        mark_down(s, n);
-        n->proc = PROC_GONE;
-        engine_halt(&n->e);
-    }
+    node_set set;
+    if (!remove_nodes(s, count, false, &set)) return;
     double hours = s->o->longrun_hours, first_purged = -1, t0 = now_s(s);
     int holding = 0;
     /* Looked at every virtual minute: a purge is a matter of hours. */
@@ -717,6 +718,7 @@ static void write_master_list(sim *s) {
     snprintf(s->store_etag, sizeof s->store_etag, "\"v0\"");
 }
 
+/* The JSON object, or the table's last line (its rows went out as their phases ended). */
 static void print_results(const sim *s, const phase_result *r, int count, double wall, long rss_kb, FILE *out) {
     const shazbot_sim_options *o = s->o;
     if (o->json) {
@@ -743,8 +745,6 @@ static void print_results(const sim *s, const phase_result *r, int count, double
         fprintf(out, "],\"wallSeconds\":%.3f,\"peakRssKb\":%ld}\n", wall, rss_kb);
         return;
     }
-    (void)r;
-    (void)count; /* the table's rows went out as their phases ended (print_row) */
     fprintf(out, "wall time %.1f s, peak RSS %.1f MB\n", wall, rss_kb / 1024.0);
 }
 
