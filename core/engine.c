@@ -289,7 +289,7 @@ static shazbot *create(const shazbot_settings *s, struct event_base *base, lua_S
     node->base = base ? base : new_event_base();
     node->own_base = base == NULL;
     const char *path = strchr(strstr(node->cfg.base_url, "://") + 3, '/');
-    node->base_path = strdup(path);
+    node->listener.base_path = strdup(path);
     node->m = membership_new(node->cfg.base_url, node->cfg.monitor, engine_now_ms(),
                              (int64_t)(node->cfg.max_clock_skew * 1000));
     node->pol = host ? policy_new_hosted(host, hooks_index, err, err_len)
@@ -297,7 +297,7 @@ static shazbot *create(const shazbot_settings *s, struct event_base *base, lua_S
     if (!node->pol) goto fail;
     policy_set_log_level(node->pol, node->cfg.log_level);
     node->pool = node->base ? transfer_pool_new(node->base, node->cfg.max_body) : NULL;
-    if (!node->base || !node->base_path || !node->m || !node->pool) {
+    if (!node->base || !node->listener.base_path || !node->m || !node->pool) {
         snprintf(err, err_len, "cannot set up the node (out of memory?)");
         goto fail;
     }
@@ -480,7 +480,7 @@ void shazbot_free(shazbot *node) {
     policy_free(node->pol);
     membership_free(node->m);
     free(node->round_peer);
-    free(node->base_path);
+    free(node->listener.base_path);
     if (node->own_base && node->base) event_base_free(node->base);
     config_free(&node->cfg);
     free(node);

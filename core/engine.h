@@ -6,6 +6,7 @@
 #include "buf.h"
 #include "clustershazbot.h"
 #include "config.h"
+#include "http.h"
 #include "membership.h"
 #include "policy.h"
 #include "transfer.h"
@@ -29,10 +30,7 @@ struct shazbot {
     membership *m;
     policy *pol;
     transfer_pool *pool;
-    struct evhttp *http;
-    struct http_guard *guard; /* over http: accept() failures, slow requests */
-    bool http_replying; /* inside http.c's reply(): the answer being written is ours */
-    char *base_path; /* the path of the base URL ("/" or "/prefix/") */
+    node_listener listener;
     node_state state;
 
     struct event *gossip_timer, *gossip_retry_timer, *announce_timer, *master_retry_timer;
@@ -61,9 +59,5 @@ int requests_control(shazbot *node, const char *auth, const wire_chunk *body, si
 int requests_happy(shazbot *node, const char *auth, bool quick, buf *out);
 /* Counts one answer of `status` in the per-second figures. */
 void requests_count(shazbot *node, int status);
-
-/* evhttp: serve the endpoints. */
-int http_listen(shazbot *node, const char *host, int port, char *err, size_t err_len);
-void http_free(shazbot *node);
 
 #endif
