@@ -3,6 +3,7 @@
  * Blocking libcurl requests are fine here: a command line program does one exchange and
  * exits. Answers are read with yajl (the tree API: the documents are small). */
 #include "cli.h"
+#include "common.h"
 
 #include <curl/curl.h>
 #include <stdio.h>

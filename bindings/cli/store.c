@@ -7,6 +7,7 @@
  * Every answer carries an ETag; a PUT with If-Match that no longer matches gets 412, so that
  * announcing nodes can merge and retry instead of overwriting each other. */
 #include "cli.h"
+#include "common.h"
 #include "config.h"
 #include "http_guard.h"
 #include "secret.h"
