@@ -165,6 +165,62 @@ function cluster.json(method, url, body, headers)
   return status, ok and decoded or text, text
 end
 
+-- Raw HTTP over one TCP connection, for what an HTTP library would not send or would hide.
+
+-- The bytes of one request; `body` gets a Content-Length.
+function cluster.raw_request(method, path, body, headers)
+  local lines = { string.format("%s %s HTTP/1.1", method, path), "Host: 127.0.0.1" }
+  for k, v in pairs(headers or {}) do lines[#lines + 1] = k .. ": " .. v end
+  if body then lines[#lines + 1] = "Content-Length: " .. #body end
+  return table.concat(lines, "\r\n") .. "\r\n\r\n" .. (body or "")
+end
+
+-- Reads one answer (status line, headers, a body of Content-Length bytes, none for HEAD).
+-- Returns status, headers (lower-case names), body.
+function cluster.read_answer(conn, head)
+  local line = assert(conn:receive("*l"))
+  local status = tonumber(line:match("^HTTP/1%.%d (%d%d%d)"))
+  assert(status, "not a status line: " .. line)
+  local headers = {}
+  while true do
+    local h = assert(conn:receive("*l"))
+    if h == "" then break end
+    local name, value = h:match("^([^:]+):%s*(.-)%s*$")
+    headers[name:lower()] = value
+  end
+  local length = tonumber(headers["content-length"] or "0")
+  local body = ""
+  if not head and length > 0 then body = assert(conn:receive(length)) end
+  return status, headers, body
+end
+
+-- Polls a connection (without blocking) until the peer has closed it.
+function cluster.closed_by_peer(conn)
+  conn:settimeout(0)
+  local _, err = conn:receive(4096)
+  return err == "closed"
+end
+
+-- Sends `bytes` to 127.0.0.1:`port` on a connection of their own and reads the answer. Returns
+-- status, headers, the body decoded as JSON (nil if it is not JSON) and the body as text, and
+-- the connection, still open.
+function cluster.raw_exchange(port, bytes)
+  local conn = assert(socket.connect("127.0.0.1", port))
+  conn:settimeout(5)
+  assert(conn:send(bytes))
+  local status, headers, body = cluster.read_answer(conn)
+  local ok, decoded = pcall(cjson.decode, body)
+  return status, headers, ok and decoded or nil, body, conn
+end
+
+-- Whether this machine has an IPv6 loopback (some containers have none).
+function cluster.has_ipv6_loopback()
+  local probe = socket.tcp6 and socket.tcp6()
+  local ok = probe and probe:bind("::1", 0)
+  if probe then probe:close() end
+  return ok and true or false
+end
+
 -- Runs a shell command; returns its exit status and everything it printed.
 function cluster.sh(cmd)
   local p = io.popen(cmd .. " 2>&1; echo \"exit:$?\"")
