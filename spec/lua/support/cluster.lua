@@ -233,15 +233,19 @@ end
 
 -- Starts a master-list store keeping its list in `dir`/master-list.json, on `port` if given
 -- (a restarted store takes its old port back). `opts`: { env (a table added to the
--- environment), wrapper (a command prefix) }. Returns { proc, port, file, url }.
+-- environment), wrapper (a command prefix), host (of --listen HOST:PORT: default 127.0.0.1,
+-- "[::1]", or "" for every interface, then asked at 127.0.0.1) }. Returns { proc, port, file,
+-- url }.
 function cluster.start_store(dir, port, opts)
   opts = opts or {}
   dir = dir or cluster.tempdir()
   port = port or cluster.free_port()
+  local host = opts.host or "127.0.0.1"
   local file = dir .. "/master-list.json"
-  local proc = cluster.spawn(string.format("store --listen 127.0.0.1:%d --file %s --auth %s",
-    port, quote(file), quote(cluster.update_auth)), opts.env or {}, dir, opts.wrapper)
-  local store = { proc = proc, port = port, file = file, url = string.format("http://127.0.0.1:%d/", port) }
+  local proc = cluster.spawn(string.format("store --listen %s:%d --file %s --auth %s",
+    host, port, quote(file), quote(cluster.update_auth)), opts.env or {}, dir, opts.wrapper)
+  local url_host = host ~= "" and host or "127.0.0.1"
+  local store = { proc = proc, port = port, file = file, url = string.format("http://%s:%d/", url_host, port) }
   cluster.wait_until(5, "the store to answer", function()
     return cluster.request("GET", store.url) == 200
   end)
