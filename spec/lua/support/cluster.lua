@@ -221,6 +221,29 @@ function cluster.has_ipv6_loopback()
   return ok and true or false
 end
 
+-- valgrind as the specs of spec/valgrind run it: a memory error, or a block definitely or
+-- indirectly lost, makes the exit status 99. The command prefix, its report going to `log`.
+function cluster.valgrind_command(log)
+  return "valgrind --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect " ..
+         "--errors-for-leak-kinds=definite,indirect --log-file=" .. quote(log)
+end
+
+-- The report in `log`, and its line on leaks, for the spec's output.
+function cluster.valgrind_report(log)
+  local f = assert(io.open(log))
+  local report = f:read("a")
+  f:close()
+  return report, report:match("(definitely lost:[^\n]*)") or report:match("(All heap blocks were freed[^\n]*)") or ""
+end
+
+-- Stops `proc`, run under valgrind_command(log), with SIGTERM. Returns its exit status, then
+-- what valgrind_report returns.
+function cluster.stop_under_valgrind(proc, log)
+  cluster.signal(proc, "TERM")
+  local status = cluster.wait_exit(proc, 60)
+  return status, cluster.valgrind_report(log)
+end
+
 -- Runs a shell command; returns its exit status and everything it printed.
 function cluster.sh(cmd)
   local p = io.popen(cmd .. " 2>&1; echo \"exit:$?\"")
