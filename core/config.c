@@ -2,6 +2,7 @@
  * reading the environment, setting from a host and the documentation all follow one list. */
 #include "config.h"
 
+#include "http_server.h"
 #include "membership.h"
 
 #include <ctype.h>
@@ -114,32 +115,6 @@ static bool parse_number(const char *value, double *out) {
     return true;
 }
 
-/* "host:port", "[v6]:port" or ":port". The port is digits only: strtol alone also took " 80"
- * and "+80". A host with a ':' must be bracketed and brackets must pair, so that "::1:8080" or
- * "[::1:8080" is refused with the value named instead of being read one way or the other and
- * failing later at bind time. */
-static bool parse_listen(const char *value, char **host, int *port) {
-    const char *colon = strrchr(value, ':');
-    if (!colon) return false;
-    size_t digits = strspn(colon + 1, "0123456789");
-    if (digits == 0 || digits > 5 || colon[1 + digits] != '\0') return false;
-    long p = strtol(colon + 1, NULL, 10);
-    if (p > 65535) return false;
-    const char *h = value;
-    size_t hlen = (size_t)(colon - value);
-    bool bracketed = hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']';
-    if (bracketed) {
-        h++;
-        hlen -= 2;
-        if (hlen == 0) return false; /* "[]:80" names no host */
-    }
-    for (size_t i = 0; i < hlen; i++)
-        if (h[i] == '[' || h[i] == ']' || (h[i] == ':' && !bracketed)) return false;
-    *host = hlen ? strndup(h, hlen) : NULL;
-    *port = (int)p;
-    return true;
-}
-
 bool config_set(shazbot_settings *s, const char *name, const char *value, char *err,
                 size_t err_len) {
     const variable *v = find(name);
@@ -190,7 +165,7 @@ bool config_set(shazbot_settings *s, const char *name, const char *value, char *
     case KIND_LISTEN: {
         char *host = NULL;
         int port;
-        if (!parse_listen(value, &host, &port))
+        if (!http_parse_address(value, &host, &port))
             return bad(err, err_len, name, value, "is not host:port");
         free(s->listen_host);
         s->listen_host = host;

@@ -1,118 +1,24 @@
-/* http: the node's own listener. evhttp parses the requests (keep-alive included); this file
- * only routes them to the handlers of requests.c and writes their answers.
- *
- * Limits: bodies over SHAZBOT_MAX_BODY are refused by evhttp before they are read (413),
- * headers over 64 KiB likewise, a connection that stalls for HTTP_TIMEOUT seconds is closed,
- * and one whose request takes longer than SHAZBOT_REQUEST_TIMEOUT (http_guard.h) too, so a
- * slow client holds nothing for long. evhttp writes those refusals itself, as HTML pages;
- * rewrite_error_page turns them into the protocol's JSON errors. */
+/* http: the node's own listener. http_server does the serving (limits, deadlines, JSON errors
+ * for what evhttp refuses itself); this file only routes the requests to the handlers of
+ * requests.c and hands their answers back. */
 #include "http.h"
 
+#include "engine.h"
+#include "http_server.h"
 #include "requests.h"
-#include "http_guard.h"
-#include "log.h"
-#include "wire.h"
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/http.h>
-#include <event2/keyvalq_struct.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-
-#define HTTP_TIMEOUT 10
-#define HTTP_MAX_HEADERS (64 * 1024)
-
-static void free_body(const void *data, size_t len, void *arg) {
-    (void)len;
-    (void)arg;
-    free((void *)data);
-}
-
-static const char *reason_phrase(int status) {
-    static const char *reasons[] = {[200] = "OK", [400] = "Bad Request", [401] = "Unauthorized",
-                                    [404] = "Not Found", [405] = "Method Not Allowed",
-                                    [413] = "Payload Too Large", [500] = "Internal Server Error",
-                                    [501] = "Not Implemented", [503] = "Service Unavailable"};
-    return status > 0 && status < (int)(sizeof reasons / sizeof *reasons) && reasons[status] ? reasons[status] : "Error";
-}
-
-static void reply(shazbot *node, struct evhttp_request *req, int status, buf *b) {
-    requests_count(&node->e, status);
-    struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
-    evhttp_add_header(headers, "Content-Type", "application/json");
-    struct evbuffer *body = evbuffer_new();
-    size_t len;
-    char *data = buf_take(b, &len);
-    /* An answer to HEAD has no body, and evhttp writes whatever it is given without a
-     * Content-Length: on a kept-alive connection those bytes would be read as the start of
-     * the next answer. */
-    if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
-        free(data);
-        data = NULL;
-    }
-    if (body && data) evbuffer_add_reference(body, data, len, free_body, NULL);
-    else free(data);
-    node->listener.replying = true;
-    evhttp_send_reply(req, status, reason_phrase(status), body);
-    node->listener.replying = false;
-    if (body) evbuffer_free(body);
-}
-
-static void reply_error(shazbot *node, struct evhttp_request *req, int status, const char *message) {
-    buf b = {0};
-    wire_write_error(&b, message);
-    reply(node, req, status, &b);
-}
-
-/* The request body as the pieces the input buffer holds it in. libevent 2.1 reads at most
- * 4 KiB a call, so a large body lies in hundreds of pieces, and joining them first
- * (evbuffer_pullup) copied it whole; the parser reads them where they are. */
-typedef struct body_pieces {
-    wire_chunk *chunks; /* `few`, or allocated for a large body */
-    size_t count;
-    wire_chunk few[8];
-} body_pieces;
-
-static bool body_pieces_get(struct evhttp_request *req, body_pieces *b) {
-    struct evbuffer *in = evhttp_request_get_input_buffer(req);
-    int n = evbuffer_peek(in, -1, NULL, NULL, 0);
-    b->chunks = b->few;
-    b->count = n > 0 ? (size_t)n : 0;
-    struct evbuffer_iovec few[8], *vec = few;
-    if (b->count > 8) {
-        b->chunks = malloc(b->count * sizeof *b->chunks);
-        vec = malloc(b->count * sizeof *vec);
-        if (!b->chunks || !vec) {
-            free(vec);
-            free(b->chunks);
-            b->chunks = NULL;
-            return false;
-        }
-    }
-    evbuffer_peek(in, -1, NULL, vec, n);
-    for (size_t i = 0; i < b->count; i++) b->chunks[i] = (wire_chunk){vec[i].iov_base, vec[i].iov_len};
-    if (vec != few) free(vec);
-    return true;
-}
-
-static void body_pieces_free(body_pieces *b) {
-    if (b->chunks != b->few) free(b->chunks);
-}
 
 typedef enum { ROUTE_GOSSIP, ROUTE_LIST, ROUTE_CONTROL, ROUTE_HAPPY, ROUTE_HAPPY_QUICK, ROUTE_NONE } route;
 
 static route find_route(const shazbot *node, const char *path) {
     if (strcmp(path, "/happy") == 0) return ROUTE_HAPPY;
     if (strcmp(path, "/happy/quick") == 0) return ROUTE_HAPPY_QUICK;
-    size_t prefix = strlen(node->listener.base_path);
-    if (strncmp(path, node->listener.base_path, prefix) != 0) return ROUTE_NONE;
+    const char *base_path = node->listener.base_path;
+    size_t prefix = strlen(base_path);
+    if (strncmp(path, base_path, prefix) != 0) return ROUTE_NONE;
     path += prefix;
     if (strcmp(path, "clustershazbot/gossip") == 0) return ROUTE_GOSSIP;
     if (strcmp(path, "clustershazbot/list") == 0) return ROUTE_LIST;
@@ -122,25 +28,26 @@ static route find_route(const shazbot *node, const char *path) {
 
 static void on_request(struct evhttp_request *req, void *arg) {
     shazbot *node = arg;
+    http_server *server = node->listener.server;
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     route r = find_route(node, path && *path ? path : "/");
     if (r == ROUTE_NONE) {
-        reply_error(node, req, 404, "no such endpoint");
+        http_server_answer_error(server, req, 404, "no such endpoint");
         return;
     }
     enum evhttp_cmd_type method = evhttp_request_get_command(req);
     bool post = r == ROUTE_GOSSIP || r == ROUTE_CONTROL;
     if (method != (post ? EVHTTP_REQ_POST : EVHTTP_REQ_GET)) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", post ? "POST" : "GET");
-        reply_error(node, req, 405, post ? "method not allowed: use POST" : "method not allowed: use GET");
+        http_server_answer_error(server, req, 405, post ? "method not allowed: use POST" : "method not allowed: use GET");
         return;
     }
     const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
     buf answer = {0}, *out = &answer;
-    body_pieces body;
-    if (post && !body_pieces_get(req, &body)) {
-        reply_error(node, req, 500, "out of memory");
+    http_body body;
+    if (post && !http_body_get(req, &body)) {
+        http_server_answer_error(server, req, 500, "out of memory");
         return;
     }
     int status;
@@ -151,201 +58,36 @@ static void on_request(struct evhttp_request *req, void *arg) {
     case ROUTE_HAPPY: status = requests_happy(&node->e, auth, false, out); break;
     default: status = requests_happy(&node->e, auth, true, out); break;
     }
-    if (post) body_pieces_free(&body);
-    reply(node, req, status, out);
+    if (post) http_body_free(&body);
+    http_server_answer(server, req, status, out);
 }
 
-/* evhttp answers some requests itself, before on_request sees them: 413 for a body over
- * SHAZBOT_MAX_BODY, 400 for a request it cannot parse, 501 for a method it does not know. It
- * writes those as HTML pages, and libevent 2.1 has no hook to change them (2.2 has
- * evhttp_set_errorcb), while every error of the protocol is JSON. So each connection's output
- * buffer is watched: evhttp puts a page in it whole, status line to closing tag, before the
- * socket is written, and once the closing tag of such a page is in, the page is replaced by the
- * same status in JSON. Our own answers (node->listener.replying) are not looked at. */
-static const char html_page_end[] = "</BODY></HTML>\n";
-
-static void rewrite_error_page(struct evbuffer *out, const struct evbuffer_cb_info *info, void *arg) {
-    shazbot *node = arg;
-    const size_t end_len = sizeof html_page_end - 1;
-    size_t len = evbuffer_get_length(out);
-    if (node->listener.replying || info->n_added == 0 || len < end_len + 16) return;
-    char end[sizeof html_page_end], head[14] = {0};
-    struct evbuffer_ptr at;
-    if (evbuffer_ptr_set(out, &at, len - end_len, EVBUFFER_PTR_SET) != 0 ||
-        evbuffer_copyout_from(out, &at, end, end_len) != (ev_ssize_t)end_len ||
-        memcmp(end, html_page_end, end_len) != 0)
-        return;
-    /* "HTTP/1.1 413 ": the version and the status evhttp chose. */
-    if (evbuffer_copyout(out, head, 13) != 13 || memcmp(head, "HTTP/1.", 7) != 0 || head[8] != ' ') return;
-    int status = atoi(head + 9);
-    struct evbuffer_ptr html = evbuffer_search(out, "\r\nContent-Type: text/html\r\n", 27, NULL);
-    if (status < 400 || status > 599 || html.pos < 0) return;
-
-    buf message = {0}, answer = {0};
-    if (status == 413)
-        buf_printf(&message, "body over the limit of %zu bytes (SHAZBOT_MAX_BODY)", node->e.cfg.max_body);
-    else if (status == 400)
-        buf_printf(&message, "malformed HTTP request");
-    else if (status == 501)
-        buf_printf(&message, "method not supported: use GET or POST");
-    else
-        buf_printf(&message, "%s", reason_phrase(status));
-    buf json = {0};
-    wire_write_error(&json, message.data ? message.data : "error");
-    /* evhttp closes the connection after such a page: the answer says so. */
-    buf_printf(&answer, "HTTP/1.%c %d %s\r\nContent-Type: application/json\r\nConnection: close\r\n"
-                        "Content-Length: %zu\r\n\r\n",
-               head[7], status, reason_phrase(status), json.len);
-    buf_add(&answer, json.data, json.len);
-    if (answer.data && json.data) {
-        node->listener.replying = true; /* the JSON answer is ours: not to be looked at again */
-        evbuffer_drain(out, len);
-        evbuffer_add(out, answer.data, answer.len);
-        node->listener.replying = false;
-        requests_count(&node->e, status);
-    }
-    buf_free(&message);
-    buf_free(&json);
-    buf_free(&answer);
+/* The refusals of evhttp name what the node's configuration and routes allow. */
+static void error_message(int status, buf *message, void *arg) {
+    const shazbot *node = arg;
+    if (status == 413) buf_printf(message, "body over the limit of %zu bytes (SHAZBOT_MAX_BODY)", node->e.cfg.max_body);
+    else if (status == 501) buf_printf(message, "method not supported: use GET or POST");
 }
 
-/* libevent 2.1 reads a socket at most 4 KiB a call (EVBUFFER_MAX_READ), each read after a
- * FIONREAD ioctl and in a loop turn of its own: an 8 KB gossip request took 6 system calls to
- * read, a 10,000-record one over 400. So when one of its reads fills those 4 KiB, more is
- * probably waiting, and the connection's input buffer reads it at once, before evhttp looks
- * at the buffer: up to READ_AHEAD_CHUNK bytes a call while calls fill their space, at most
- * READ_AHEAD_MAX in all, so that one sender cannot keep the loop from the others. The data
- * lands where libevent's own read would have put it; an end of file or an error is left for
- * libevent's next read to find. */
-#define LIBEVENT_MAX_READ 4096
-#define READ_AHEAD_CHUNK (64 * 1024)
-#define READ_AHEAD_MAX (1024 * 1024)
-
-static void read_ahead(struct evbuffer *in, const struct evbuffer_cb_info *info, void *arg) {
-    /* Our own additions call back too: only libevent's full reads are followed. */
-    static _Thread_local bool reading;
-    if (reading || info->n_added != LIBEVENT_MAX_READ) return;
-    evutil_socket_t fd = bufferevent_getfd(arg);
-    if (fd < 0) return;
-    reading = true;
-    for (size_t total = 0; total < READ_AHEAD_MAX;) {
-        struct evbuffer_iovec space[2];
-        int n = evbuffer_reserve_space(in, READ_AHEAD_CHUNK, space, 2);
-        if (n <= 0) break;
-        struct iovec iov[2];
-        size_t wanted = 0;
-        for (int i = 0; i < n; i++) {
-            iov[i] = (struct iovec){space[i].iov_base, space[i].iov_len};
-            wanted += space[i].iov_len;
-        }
-        ssize_t got = readv(fd, iov, n);
-        if (got <= 0) {
-            evbuffer_commit_space(in, space, 0);
-            break;
-        }
-        size_t left = (size_t)got;
-        int used = 0;
-        for (; used < n && left > 0; used++) {
-            if (space[used].iov_len > left) space[used].iov_len = left;
-            left -= space[used].iov_len;
-        }
-        evbuffer_commit_space(in, space, used);
-        total += (size_t)got;
-        if ((size_t)got < wanted) break; /* the socket is drained */
-    }
-    reading = false;
-}
-
-/* Connection buffers that read what is waiting in one go (read_ahead), write a whole answer
- * in as few calls as the socket takes, rather than libevent's default of 16 KiB a call (a
- * 10,000-record answer is about 850 KB), and whose evhttp error pages become JSON (above). */
-static struct bufferevent *new_connection_buffer(struct event_base *base, void *arg) {
-    struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-    if (!bev) return NULL;
-    bufferevent_set_max_single_write(bev, 4 << 20);
-    if (!evbuffer_add_cb(bufferevent_get_output(bev), rewrite_error_page, arg) ||
-        !evbuffer_add_cb(bufferevent_get_input(bev), read_ahead, bev) || !http_guard_watch_connection(bev)) {
-        bufferevent_free(bev);
-        return NULL;
-    }
-    return bev;
-}
-
-/* evhttp writes the headers and the body of an answer separately; with Nagle's algorithm the
- * body then waits for the client's delayed ACK (40 ms on Linux). Accepted sockets inherit the
- * option from their listener. */
-static void set_nodelay(evutil_socket_t fd) {
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-}
-
-/* "Every interface" includes IPv6 ones: a node whose base URL is http://[::1]:3000/ must be
- * reachable there. A second listener on [::] with IPV6_V6ONLY, beside 0.0.0.0, whatever the
- * system's net.ipv6.bindv6only says. Without IPv6 on the machine the node serves IPv4 only:
- * said in the log, not an error. */
-static bool listen_ipv6_too(shazbot *node, int port) {
-    evutil_socket_t fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int one = 1;
-    struct sockaddr_in6 any = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port), .sin6_addr = in6addr_any};
-    bool ok = fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
-              setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) == 0 &&
-              bind(fd, (struct sockaddr *)&any, sizeof any) == 0 && listen(fd, 128) == 0;
-    if (ok) set_nodelay(fd);
-    struct evhttp_bound_socket *bound = ok ? evhttp_accept_socket_with_handle(node->listener.http, fd) : NULL;
-    if (bound) {
-        http_guard_watch_listener(node->listener.guard, evhttp_bound_socket_get_listener(bound));
-        return true;
-    }
-    log_warn(node->e.cfg.log_level, "not serving on [::]:%d (IPv6): %s", port, strerror(errno));
-    if (fd >= 0) evutil_closesocket(fd);
-    return false;
-}
+static void count_answer(int status, void *arg) { requests_count(arg, status); }
 
 int http_listen(shazbot *node, const char *host, int port, char *err, size_t err_len) {
-    if (node->listener.http) {
+    if (node->listener.server) {
         snprintf(err, err_len, "already listening");
         return -1;
     }
-    node->listener.http = evhttp_new(node->base);
-    node->listener.guard = node->listener.http ? http_guard_new(node->base, node->listener.http, node->e.cfg.log_level, node->e.cfg.request_timeout) : NULL;
-    if (!node->listener.http || !node->listener.guard) {
-        snprintf(err, err_len, "cannot create the HTTP server");
-        http_free(node);
-        return -1;
-    }
-    evhttp_set_max_body_size(node->listener.http, (ev_ssize_t)node->e.cfg.max_body);
-    evhttp_set_max_headers_size(node->listener.http, HTTP_MAX_HEADERS);
-    evhttp_set_timeout(node->listener.http, HTTP_TIMEOUT);
-    /* Read and drop the rest of an oversized body before answering 413, so that the client
-     * sees the answer rather than a reset connection. */
-    evhttp_set_flags(node->listener.http, EVHTTP_SERVER_LINGERING_CLOSE);
-    /* Every method reaches on_request, which answers 405 in JSON itself. */
-    evhttp_set_allowed_methods(node->listener.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-                                               EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD |
-                                               EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
-    evhttp_set_gencb(node->listener.http, on_request, node);
-    evhttp_set_bevcb(node->listener.http, new_connection_buffer, node);
-    /* No host: every interface, IPv4 (0.0.0.0) and IPv6 ([::], see listen_ipv6_too). */
-    const char *bind_host = host ? host : "0.0.0.0";
-    bool bracket = strchr(bind_host, ':') != NULL;
-    struct evhttp_bound_socket *bound = evhttp_bind_socket_with_handle(node->listener.http, bind_host, (ev_uint16_t)port);
-    if (!bound) {
-        snprintf(err, err_len, "cannot listen on %s%s%s:%d: %s", bracket ? "[" : "", bind_host,
-                 bracket ? "]" : "", port, strerror(errno));
-        http_free(node);
-        return -1;
-    }
-    set_nodelay(evhttp_bound_socket_get_fd(bound));
-    http_guard_watch_listener(node->listener.guard, evhttp_bound_socket_get_listener(bound));
-    bool ipv6_too = !host && listen_ipv6_too(node, port);
-    if (ipv6_too) log_info(node->e.cfg.log_level, "serving on 0.0.0.0:%d and [::]:%d", port, port);
-    else log_info(node->e.cfg.log_level, "serving on %s%s%s:%d", bracket ? "[" : "", bind_host, bracket ? "]" : "", port);
-    return 0;
+    http_server_options o = {.max_body = node->e.cfg.max_body,
+                             .request_timeout = node->e.cfg.request_timeout,
+                             .log_limit = node->e.cfg.log_level,
+                             .handle = on_request,
+                             .error_message = error_message,
+                             .count = count_answer,
+                             .arg = node};
+    node->listener.server = http_server_new(node->base, &o, host, port, err, err_len);
+    return node->listener.server ? 0 : -1;
 }
 
 void http_free(shazbot *node) {
-    http_guard_free(node->listener.guard); /* before the server it watches */
-    node->listener.guard = NULL;
-    if (node->listener.http) evhttp_free(node->listener.http);
-    node->listener.http = NULL;
+    http_server_free(node->listener.server);
+    node->listener.server = NULL;
 }

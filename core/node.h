@@ -83,10 +83,8 @@ typedef struct engine {
 
 /* The node's own HTTP listener (http.c). */
 typedef struct node_listener {
-    struct evhttp *http;
-    struct http_guard *guard; /* over http: accept() failures, slow requests */
-    bool replying;   /* inside http.c's reply(): the answer being written is ours */
-    char *base_path; /* the path of the base URL ("/" or "/prefix/") */
+    struct http_server *server; /* NULL until the node listens */
+    char *base_path;            /* the path of the base URL ("/" or "/prefix/"), under which the endpoints lie */
 } node_listener;
 
 struct shazbot {

@@ -3,8 +3,10 @@
  * Blocking libcurl requests are fine here: a command line program does one exchange and
  * exits. Answers are read with yajl (the tree API: the documents are small). */
 #include "cli.h"
+#include "common.h"
 
 #include <curl/curl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,8 +14,6 @@
 #include <yajl/yajl_gen.h>
 #include <yajl/yajl_parse.h>
 #include <yajl/yajl_tree.h>
-
-#include "buf.h"
 
 #define CLIENT_TIMEOUT_MS 10000L
 /* A node's whole list at 10,000 records is about 1 MB; anything far larger is not a node. */
@@ -90,27 +90,52 @@ static bool parse_options(int argc, char **argv, unsigned accepted, const char *
     return true;
 }
 
+/* An answer's body, gathered by the C library's own growing buffer (open_memstream). */
+typedef struct answer {
+    char *data; /* NUL-terminated; NULL when nothing could be gathered */
+    size_t len;
+} answer;
+
+typedef struct collector {
+    FILE *stream;
+    size_t len;
+} collector;
+
 static size_t collect(char *data, size_t size, size_t n, void *arg) {
-    buf *answer = arg;
-    if (answer->len + size * n > CLIENT_MAX_ANSWER) return 0; /* curl stops: "write error" */
-    buf_add(answer, data, size * n);
-    return answer->failed ? 0 : size * n;
+    collector *c = arg;
+    if (c->len + size * n > CLIENT_MAX_ANSWER) return 0; /* curl stops: "write error" */
+    if (fwrite(data, 1, size * n, c->stream) != size * n) return 0;
+    c->len += size * n;
+    return size * n;
 }
 
 /* One request; returns the HTTP status, or 0 (after printing why) when there was no answer. */
 static long exchange(const char *method, const char *url, const char *auth, const char *body,
-                     buf *answer) {
+                     answer *out) {
+    *out = (answer){0};
     CURL *curl = curl_easy_init();
     if (!curl) {
         fprintf(stderr, "clustershazbot: cannot reach %s: libcurl failed to start\n", url);
         return 0;
     }
+    collector c = {open_memstream(&out->data, &out->len), 0};
+    static const char auth_name[] = "Authorization: ";
+    size_t auth_size = auth ? sizeof auth_name + strlen(auth) : 0;
+    char *auth_header = auth ? malloc(auth_size) : NULL;
+    if (!c.stream || (auth && !auth_header)) {
+        fprintf(stderr, "clustershazbot: cannot reach %s: out of memory\n", url);
+        if (c.stream) fclose(c.stream);
+        free(out->data);
+        *out = (answer){0};
+        free(auth_header);
+        curl_easy_cleanup(curl);
+        return 0;
+    }
     char error[CURL_ERROR_SIZE] = "";
     struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
-    buf auth_header = {0};
     if (auth) {
-        buf_printf(&auth_header, "Authorization: %s", auth);
-        headers = curl_slist_append(headers, auth_header.data);
+        snprintf(auth_header, auth_size, "%s%s", auth_name, auth);
+        headers = curl_slist_append(headers, auth_header);
     }
     curl_easy_setopt(curl, CURLOPT_URL, url);
     curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
@@ -119,34 +144,40 @@ static long exchange(const char *method, const char *url, const char *auth, cons
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, answer);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &c);
     if (body) curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
     long status = 0;
     CURLcode rc = curl_easy_perform(curl);
     if (rc == CURLE_OK) curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
     else fprintf(stderr, "clustershazbot: cannot reach %s: %s\n", url, error[0] ? error : curl_easy_strerror(rc));
+    fclose(c.stream); /* sets out->data and out->len */
     curl_slist_free_all(headers);
-    buf_free(&auth_header);
+    free(auth_header);
     curl_easy_cleanup(curl);
     return status;
 }
 
-/* An endpoint URL: the node's base URL plus `path`, or, for /happy, the root of its host. */
+/* An endpoint URL: the node's base URL plus `path`, or, for /happy, the root of its host. NULL
+ * when out of memory. */
 static char *endpoint(const char *base, const char *path, bool at_root) {
-    buf url = {0};
     const char *host = strstr(base, "://");
     size_t keep = strlen(base);
     if (at_root && host) keep = (size_t)(host + 3 - base) + strcspn(host + 3, "/");
-    buf_add(&url, base, keep);
-    if (keep == 0 || url.data[url.len - 1] != '/') buf_add(&url, "/", 1);
-    buf_add_str(&url, path);
-    return buf_take(&url, NULL);
+    const char *slash = keep == 0 || base[keep - 1] != '/' ? "/" : "";
+    size_t size = keep + strlen(slash) + strlen(path) + 1;
+    char *url = malloc(size);
+    if (url) snprintf(url, size, "%.*s%s%s", (int)keep, base, slash, path);
+    return url;
 }
 
 /* Runs one exchange and checks the answer; returns the parsed JSON or NULL (message printed).
  * `secret_source` names where the secret sent came from, for the message on a 401. */
 static yajl_val ask(const char *method, const char *url, const char *auth, const char *secret_source,
-                    const char *body, buf *raw) {
+                    const char *body, answer *raw) {
+    if (!url) {
+        fprintf(stderr, "clustershazbot: out of memory\n");
+        return NULL;
+    }
     long status = exchange(method, url, auth, body, raw);
     if (status == 0) return NULL;
     char why[256];
@@ -245,7 +276,7 @@ int cli_members(int argc, char **argv) {
     options o = {0};
     if (!parse_options(argc, argv, TAKES_URL | TAKES_CONTROL_SECRET | TAKES_JSON, members_usage, &o)) return 2;
     char *url = endpoint(o.url, "clustershazbot/list", false);
-    buf raw = {0};
+    answer raw = {0};
     yajl_val doc = ask("GET", url, o.secret, "--control-secret or SHAZBOT_CONTROL_SECRET", NULL, &raw);
     int rc = 1;
     if (!doc) {
@@ -266,7 +297,7 @@ int cli_members(int argc, char **argv) {
     }
     free(url);
     yajl_tree_free(doc);
-    buf_free(&raw);
+    free(raw.data);
     return rc;
 }
 
@@ -283,12 +314,12 @@ int cli_control(int argc, char **argv) {
     char *url = endpoint(o.url, "clustershazbot/control", false);
     const char *body = strcmp(o.action, "online") == 0 ? "{\"message\":\"control\",\"online\":true}"
                                                        : "{\"message\":\"control\",\"online\":false}";
-    buf raw = {0};
+    answer raw = {0};
     yajl_val doc = ask("POST", url, o.secret, "--control-secret or SHAZBOT_CONTROL_SECRET", body, &raw);
     if (doc) printf("%s is now %s\n", o.url, o.action);
     free(url);
     yajl_tree_free(doc);
-    buf_free(&raw);
+    free(raw.data);
     return doc ? 0 : 1;
 }
 
@@ -329,11 +360,11 @@ int cli_health(int argc, char **argv) {
     const char *secret = getenv("HAPPY_SECRET");
     if (secret && strcmp(secret, "none") == 0) secret = NULL;
     char *url = endpoint(o.url, o.quick ? "happy/quick" : "happy", true);
-    buf raw = {0};
+    answer raw = {0};
     yajl_val doc = ask("GET", url, secret, "HAPPY_SECRET", NULL, &raw);
     bool ok = doc && print_indented(raw.data, raw.len);
     free(url);
     yajl_tree_free(doc);
-    buf_free(&raw);
+    free(raw.data);
     return ok ? 0 : 1;
 }

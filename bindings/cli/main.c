@@ -7,11 +7,11 @@
  * Exit statuses: 0 success, 1 a failed operation, 2 bad usage or configuration. */
 #include "clustershazbot.h"
 #include "cli.h"
+#include "common.h"
 
 #include <malloc.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/resource.h>
 
 static const char *const usage =
     "usage: clustershazbot <command> [options]\n"
@@ -34,23 +34,6 @@ static const char *const serve_usage =
     "SHAZBOT_CONTROL_SECRET, SHAZBOT_BASE_URL, SHAZBOT_MASTER_LIST,\n"
     "SHAZBOT_MASTER_LIST_UPDATE, SHAZBOT_MASTER_LIST_UPDATE_AUTH. See the README for the\n"
     "optional ones. A missing or malformed value exits with status 2 and names it.\n";
-
-int cli_wants_help(int argc, char **argv, const char *text) {
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            fputs(text, stdout);
-            return 1;
-        }
-    }
-    return 0;
-}
-
-void cli_raise_fd_limit(void) {
-    struct rlimit limit;
-    if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
-    limit.rlim_cur = limit.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &limit); /* on failure the soft limit stays: no worse */
-}
 
 static int serve(int argc, char **argv) {
     if (cli_wants_help(argc, argv, serve_usage)) return 0;

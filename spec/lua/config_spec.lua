@@ -97,12 +97,8 @@ describe("clustershazbot serve", function()
 
   -- Without SHAZBOT_LISTEN a node serves every interface, IPv6 ones included: a base URL on
   -- [::1] must be reachable. Machines without an IPv6 loopback (some containers) skip this.
-  local socket = require "socket"
-  local probe = socket.tcp6 and socket.tcp6()
-  local has_ipv6 = probe and probe:bind("::1", 0)
-  if probe then probe:close() end
   local ipv6_case = "serves IPv4 and IPv6 when SHAZBOT_LISTEN is unset: nodes on [::1] form a cluster"
-  if not has_ipv6 then
+  if not cluster.has_ipv6_loopback() then
     pending(ipv6_case .. " (no IPv6 loopback on this machine)")
   else
     it(ipv6_case, function()

@@ -67,38 +67,7 @@ local function assert_error(expected_status, status, answer, text, what)
   return answer.error
 end
 
--- Raw HTTP over one TCP connection: reads one answer (status line, headers, a body of
--- Content-Length bytes, none for HEAD). Returns status, headers (lower-case names), body.
-local function read_answer(conn, head)
-  local line = assert(conn:receive("*l"))
-  local status = tonumber(line:match("^HTTP/1%.%d (%d%d%d)"))
-  assert(status, "not a status line: " .. line)
-  local headers = {}
-  while true do
-    local h = assert(conn:receive("*l"))
-    if h == "" then break end
-    local name, value = h:match("^([^:]+):%s*(.-)%s*$")
-    headers[name:lower()] = value
-  end
-  local length = tonumber(headers["content-length"] or "0")
-  local body = ""
-  if not head and length > 0 then body = assert(conn:receive(length)) end
-  return status, headers, body
-end
-
-local function raw_request(method, path, body, headers)
-  local lines = { string.format("%s %s HTTP/1.1", method, path), "Host: 127.0.0.1" }
-  for k, v in pairs(headers or {}) do lines[#lines + 1] = k .. ": " .. v end
-  if body then lines[#lines + 1] = "Content-Length: " .. #body end
-  return table.concat(lines, "\r\n") .. "\r\n\r\n" .. (body or "")
-end
-
--- Polls a connection (without blocking) until the peer has closed it.
-local function closed_by_peer(conn)
-  conn:settimeout(0)
-  local _, err = conn:receive(4096)
-  return err == "closed"
-end
+local read_answer, raw_request, closed_by_peer = cluster.read_answer, cluster.raw_request, cluster.closed_by_peer
 
 describe("a node's endpoints", function()
   local store, node, small
@@ -350,12 +319,8 @@ describe("a node's endpoints", function()
       { "an unsupported method", "TRACE /happy HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 501, "use GET or POST" },
     }) do
       it("answers " .. case[1] .. " with " .. case[3] .. " and a JSON error, then closes", function()
-        local conn = assert(socket.connect("127.0.0.1", node.port))
-        conn:settimeout(5)
-        assert(conn:send(case[2]))
-        local status, headers, body = read_answer(conn)
-        local ok, answer = pcall(cjson.decode, body)
-        assert_error(case[3], status, ok and answer or nil, body, case[1])
+        local status, headers, answer, body, conn = cluster.raw_exchange(node.port, case[2])
+        assert_error(case[3], status, answer, body, case[1])
         assert.truthy(answer.error:find(case[4], 1, true), answer.error)
         assert.are.equal("application/json", headers["content-type"])
         assert.are.equal("close", headers["connection"])

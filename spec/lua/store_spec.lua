@@ -193,6 +193,63 @@ describe("the master-list store", function()
   end)
 end)
 
+-- The store serves through the node's own HTTP server (core/http_server.c): what evhttp refuses
+-- itself is answered in JSON, and --listen takes every address form SHAZBOT_LISTEN takes.
+describe("the master-list store's listener", function()
+  local store
+  setup(function() store = cluster.start_store() end)
+  teardown(function() cluster.cleanup() end)
+
+  local STORE_MAX_BODY = 64 * 1024 * 1024
+  for _, case in ipairs({
+    { "a body over its limit", cluster.raw_request("PUT", "/", string.rep(" ", STORE_MAX_BODY + 1),
+        { Authorization = cluster.update_auth }), 413, "limit of " .. STORE_MAX_BODY .. " bytes" },
+    { "an unparseable request line", "GARBAGE\r\n\r\n", 400, "malformed HTTP request" },
+    { "an unsupported method", "TRACE / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 501, "use GET or PUT" },
+  }) do
+    it("answers " .. case[1] .. " with " .. case[3] .. " and a JSON error, then closes", function()
+      local before = select(2, cluster.request("GET", store.url))
+      local status, headers, answer, body, conn = cluster.raw_exchange(store.port, case[2])
+      assert.are.equal(case[3], status, body)
+      assert.is_table(answer, "not JSON: " .. body)
+      assert.truthy(answer.error:find(case[4], 1, true), answer.error)
+      assert.are.equal("application/json", headers["content-type"])
+      assert.are.equal("close", headers["connection"])
+      cluster.wait_until(5, "the store to close the connection", function() return cluster.closed_by_peer(conn) end)
+      conn:close()
+      assert.are.equal(before, select(2, cluster.request("GET", store.url)))
+    end)
+  end
+
+  it("refuses a --listen that is not HOST:PORT, [IPv6]:PORT or :PORT with status 2, naming it", function()
+    for _, bad in ipairs({ "127.0.0.1", "::1:" .. store.port, "[::1:80", "127.0.0.1:0", "127.0.0.1:http", "" }) do
+      -- Under `timeout`: a store that took the value would serve until killed (status 124).
+      local status, out = cluster.sh(string.format("timeout 5 %s store --listen '%s' --file %s/x.json --auth a",
+        cluster.bin, bad, cluster.tempdir()))
+      assert.are.equal(2, status, bad .. ": " .. out)
+      assert.truthy(out:find('listen: "' .. bad .. '" is not host:port', 1, true), out)
+    end
+  end)
+
+  if not cluster.has_ipv6_loopback() then
+    pending("serves on [::1], and on every interface with :PORT (no IPv6 loopback on this machine)")
+  else
+    it("serves on [::1] alone with --listen [::1]:PORT", function()
+      local v6 = cluster.start_store(nil, nil, { host = "[::1]" })
+      assert.are.same({ online = {} }, select(2, cluster.json("GET", v6.url)))
+      assert.is_nil((cluster.request("GET", "http://127.0.0.1:" .. v6.port .. "/")))
+    end)
+
+    it("serves on every interface, IPv4 and IPv6, with --listen :PORT", function()
+      local every = cluster.start_store(nil, nil, { host = "" })
+      for _, url in ipairs({ every.url, "http://[::1]:" .. every.port .. "/" }) do
+        assert.are.same({ online = {} }, select(2, cluster.json("GET", url)), url)
+      end
+      assert.truthy(cluster.read_log(every.proc):find("and [::]:" .. every.port, 1, true), cluster.read_log(every.proc))
+    end)
+  end
+end)
+
 -- The node's side of the store's contract, against a store scripted to conflict.
 describe("a node announcing to the master list", function()
   after_each(function() cluster.cleanup() end)

@@ -16,8 +16,7 @@ describe("a node under valgrind", function()
     -- No SHAZBOT_LISTEN: the node opens its IPv4 and IPv6 listeners itself.
     local node = cluster.start_node(store, { SHAZBOT_LISTEN = false, SHAZBOT_REQUEST_TIMEOUT = "1" }, {
       dir = dir, timeout = 60,
-      wrapper = "valgrind --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect " ..
-                "--errors-for-leak-kinds=definite,indirect --log-file=" .. vlog,
+      wrapper = cluster.valgrind_command(vlog),
     })
     local all = { peers[1], peers[2], node }
     cluster.wait_until(60, "the three nodes to converge", function() return cluster.converged(all) end)
@@ -50,14 +49,10 @@ describe("a node under valgrind", function()
     kept:settimeout(30)
     assert(kept:send("GET /clustershazbot/list HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"))
     assert.truthy(kept:receive("*l"):find("200", 1, true))
-    cluster.signal(node.proc, "TERM")
-    local status = cluster.wait_exit(node.proc, 60)
+    local status, report, leaks = cluster.stop_under_valgrind(node.proc, vlog)
     kept:close()
-    local f = assert(io.open(vlog))
-    local report = f:read("a")
-    f:close()
     assert.are.equal(0, status, report)
     assert.truthy(report:find("ERROR SUMMARY: 0 errors", 1, true), report)
-    print("# " .. (report:match("(definitely lost:[^\n]*)") or report:match("(All heap blocks were freed[^\n]*)") or ""))
+    print("# " .. leaks)
   end)
 end)

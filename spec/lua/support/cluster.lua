@@ -165,6 +165,85 @@ function cluster.json(method, url, body, headers)
   return status, ok and decoded or text, text
 end
 
+-- Raw HTTP over one TCP connection, for what an HTTP library would not send or would hide.
+
+-- The bytes of one request; `body` gets a Content-Length.
+function cluster.raw_request(method, path, body, headers)
+  local lines = { string.format("%s %s HTTP/1.1", method, path), "Host: 127.0.0.1" }
+  for k, v in pairs(headers or {}) do lines[#lines + 1] = k .. ": " .. v end
+  if body then lines[#lines + 1] = "Content-Length: " .. #body end
+  return table.concat(lines, "\r\n") .. "\r\n\r\n" .. (body or "")
+end
+
+-- Reads one answer (status line, headers, a body of Content-Length bytes, none for HEAD).
+-- Returns status, headers (lower-case names), body.
+function cluster.read_answer(conn, head)
+  local line = assert(conn:receive("*l"))
+  local status = tonumber(line:match("^HTTP/1%.%d (%d%d%d)"))
+  assert(status, "not a status line: " .. line)
+  local headers = {}
+  while true do
+    local h = assert(conn:receive("*l"))
+    if h == "" then break end
+    local name, value = h:match("^([^:]+):%s*(.-)%s*$")
+    headers[name:lower()] = value
+  end
+  local length = tonumber(headers["content-length"] or "0")
+  local body = ""
+  if not head and length > 0 then body = assert(conn:receive(length)) end
+  return status, headers, body
+end
+
+-- Polls a connection (without blocking) until the peer has closed it.
+function cluster.closed_by_peer(conn)
+  conn:settimeout(0)
+  local _, err = conn:receive(4096)
+  return err == "closed"
+end
+
+-- Sends `bytes` to 127.0.0.1:`port` on a connection of their own and reads the answer. Returns
+-- status, headers, the body decoded as JSON (nil if it is not JSON) and the body as text, and
+-- the connection, still open.
+function cluster.raw_exchange(port, bytes)
+  local conn = assert(socket.connect("127.0.0.1", port))
+  conn:settimeout(5)
+  assert(conn:send(bytes))
+  local status, headers, body = cluster.read_answer(conn)
+  local ok, decoded = pcall(cjson.decode, body)
+  return status, headers, ok and decoded or nil, body, conn
+end
+
+-- Whether this machine has an IPv6 loopback (some containers have none).
+function cluster.has_ipv6_loopback()
+  local probe = socket.tcp6 and socket.tcp6()
+  local ok = probe and probe:bind("::1", 0)
+  if probe then probe:close() end
+  return ok and true or false
+end
+
+-- valgrind as the specs of spec/valgrind run it: a memory error, or a block definitely or
+-- indirectly lost, makes the exit status 99. The command prefix, its report going to `log`.
+function cluster.valgrind_command(log)
+  return "valgrind --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect " ..
+         "--errors-for-leak-kinds=definite,indirect --log-file=" .. quote(log)
+end
+
+-- The report in `log`, and its line on leaks, for the spec's output.
+function cluster.valgrind_report(log)
+  local f = assert(io.open(log))
+  local report = f:read("a")
+  f:close()
+  return report, report:match("(definitely lost:[^\n]*)") or report:match("(All heap blocks were freed[^\n]*)") or ""
+end
+
+-- Stops `proc`, run under valgrind_command(log), with SIGTERM. Returns its exit status, then
+-- what valgrind_report returns.
+function cluster.stop_under_valgrind(proc, log)
+  cluster.signal(proc, "TERM")
+  local status = cluster.wait_exit(proc, 60)
+  return status, cluster.valgrind_report(log)
+end
+
 -- Runs a shell command; returns its exit status and everything it printed.
 function cluster.sh(cmd)
   local p = io.popen(cmd .. " 2>&1; echo \"exit:$?\"")
@@ -177,15 +256,19 @@ end
 
 -- Starts a master-list store keeping its list in `dir`/master-list.json, on `port` if given
 -- (a restarted store takes its old port back). `opts`: { env (a table added to the
--- environment), wrapper (a command prefix) }. Returns { proc, port, file, url }.
+-- environment), wrapper (a command prefix), host (of --listen HOST:PORT: default 127.0.0.1,
+-- "[::1]", or "" for every interface, then asked at 127.0.0.1) }. Returns { proc, port, file,
+-- url }.
 function cluster.start_store(dir, port, opts)
   opts = opts or {}
   dir = dir or cluster.tempdir()
   port = port or cluster.free_port()
+  local host = opts.host or "127.0.0.1"
   local file = dir .. "/master-list.json"
-  local proc = cluster.spawn(string.format("store --listen 127.0.0.1:%d --file %s --auth %s",
-    port, quote(file), quote(cluster.update_auth)), opts.env or {}, dir, opts.wrapper)
-  local store = { proc = proc, port = port, file = file, url = string.format("http://127.0.0.1:%d/", port) }
+  local proc = cluster.spawn(string.format("store --listen %s:%d --file %s --auth %s",
+    host, port, quote(file), quote(cluster.update_auth)), opts.env or {}, dir, opts.wrapper)
+  local url_host = host ~= "" and host or "127.0.0.1"
+  local store = { proc = proc, port = port, file = file, url = string.format("http://%s:%d/", url_host, port) }
   cluster.wait_until(5, "the store to answer", function()
     return cluster.request("GET", store.url) == 200
   end)

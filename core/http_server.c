@@ -1,0 +1,330 @@
+/* http_server: see http_server.h. */
+#include "http_server.h"
+#include "http_guard.h"
+#include "log.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#define HTTP_TIMEOUT 10
+#define HTTP_MAX_HEADERS (64 * 1024)
+
+struct http_server {
+    struct evhttp *http;
+    http_guard *guard; /* over http */
+    http_server_options o;
+    bool replying; /* inside http_server_answer: the answer being written is ours */
+};
+
+static const char *reason_phrase(int status) {
+    static const char *reasons[] = {[200] = "OK", [400] = "Bad Request", [401] = "Unauthorized",
+                                    [404] = "Not Found", [405] = "Method Not Allowed",
+                                    [412] = "Precondition Failed", [413] = "Payload Too Large",
+                                    [500] = "Internal Server Error", [501] = "Not Implemented",
+                                    [503] = "Service Unavailable"};
+    return status > 0 && status < (int)(sizeof reasons / sizeof *reasons) && reasons[status] ? reasons[status] : "Error";
+}
+
+static void count(http_server *s, int status) {
+    if (s->o.count) s->o.count(status, s->o.arg);
+}
+
+/* ---- answers ------------------------------------------------------------------------------ */
+
+static void free_body(const void *data, size_t len, void *arg) {
+    (void)len;
+    (void)arg;
+    free((void *)data);
+}
+
+void http_server_answer(http_server *s, struct evhttp_request *req, int status, buf *b) {
+    count(s, status);
+    struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
+    evhttp_add_header(headers, "Content-Type", "application/json");
+    struct evbuffer *body = evbuffer_new();
+    size_t len;
+    char *data = buf_take(b, &len);
+    /* An answer to HEAD has no body, and evhttp writes whatever it is given without a
+     * Content-Length: on a kept-alive connection those bytes would be read as the start of
+     * the next answer. */
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+        free(data);
+        data = NULL;
+    }
+    if (body && data) evbuffer_add_reference(body, data, len, free_body, NULL);
+    else free(data);
+    s->replying = true;
+    evhttp_send_reply(req, status, reason_phrase(status), body);
+    s->replying = false;
+    if (body) evbuffer_free(body);
+}
+
+void http_server_answer_error(http_server *s, struct evhttp_request *req, int status, const char *message) {
+    buf b = {0};
+    wire_write_error(&b, message);
+    http_server_answer(s, req, status, &b);
+}
+
+bool http_body_get(struct evhttp_request *req, http_body *b) {
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    int n = evbuffer_peek(in, -1, NULL, NULL, 0);
+    b->chunks = b->few;
+    b->count = n > 0 ? (size_t)n : 0;
+    struct evbuffer_iovec few[8], *vec = few;
+    if (b->count > 8) {
+        b->chunks = malloc(b->count * sizeof *b->chunks);
+        vec = malloc(b->count * sizeof *vec);
+        if (!b->chunks || !vec) {
+            free(vec);
+            free(b->chunks);
+            b->chunks = NULL;
+            return false;
+        }
+    }
+    evbuffer_peek(in, -1, NULL, vec, n);
+    for (size_t i = 0; i < b->count; i++) b->chunks[i] = (wire_chunk){vec[i].iov_base, vec[i].iov_len};
+    if (vec != few) free(vec);
+    return true;
+}
+
+void http_body_free(http_body *b) {
+    if (b->chunks != b->few) free(b->chunks);
+}
+
+/* ---- evhttp's own error pages -------------------------------------------------------------
+ * evhttp answers some requests itself, before the handler sees them: 413 for a body over the
+ * limit, 400 for a request it cannot parse, 501 for a method it does not know. It writes those
+ * as HTML pages, and libevent 2.1 has no hook to change them (2.2 has evhttp_set_errorcb),
+ * while the errors of both the protocol and the store are JSON. So each connection's output
+ * buffer is watched: evhttp puts a page in it whole, status line to closing tag, before the
+ * socket is written, and once the closing tag of such a page is in, the page is replaced by the
+ * same status in JSON. Our own answers (s->replying) are not looked at. */
+static const char html_page_end[] = "</BODY></HTML>\n";
+
+static void write_error_message(http_server *s, int status, buf *message) {
+    if (s->o.error_message) s->o.error_message(status, message, s->o.arg);
+    if (message->len > 0 || message->failed) return;
+    if (status == 413) buf_printf(message, "body over the limit of %zu bytes", s->o.max_body);
+    else if (status == 400) buf_printf(message, "malformed HTTP request");
+    else if (status == 501) buf_printf(message, "method not supported");
+    else buf_printf(message, "%s", reason_phrase(status));
+}
+
+static void rewrite_error_page(struct evbuffer *out, const struct evbuffer_cb_info *info, void *arg) {
+    http_server *s = arg;
+    const size_t end_len = sizeof html_page_end - 1;
+    size_t len = evbuffer_get_length(out);
+    if (s->replying || info->n_added == 0 || len < end_len + 16) return;
+    char end[sizeof html_page_end], head[14] = {0};
+    struct evbuffer_ptr at;
+    if (evbuffer_ptr_set(out, &at, len - end_len, EVBUFFER_PTR_SET) != 0 ||
+        evbuffer_copyout_from(out, &at, end, end_len) != (ev_ssize_t)end_len ||
+        memcmp(end, html_page_end, end_len) != 0)
+        return;
+    /* "HTTP/1.1 413 ": the version and the status evhttp chose. */
+    if (evbuffer_copyout(out, head, 13) != 13 || memcmp(head, "HTTP/1.", 7) != 0 || head[8] != ' ') return;
+    int status = atoi(head + 9);
+    struct evbuffer_ptr html = evbuffer_search(out, "\r\nContent-Type: text/html\r\n", 27, NULL);
+    if (status < 400 || status > 599 || html.pos < 0) return;
+
+    buf message = {0}, json = {0}, answer = {0};
+    write_error_message(s, status, &message);
+    wire_write_error(&json, message.data ? message.data : "error");
+    /* evhttp closes the connection after such a page: the answer says so. */
+    buf_printf(&answer, "HTTP/1.%c %d %s\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                        "Content-Length: %zu\r\n\r\n",
+               head[7], status, reason_phrase(status), json.len);
+    buf_add(&answer, json.data, json.len);
+    if (answer.data && json.data) {
+        s->replying = true; /* the JSON answer is ours: not to be looked at again */
+        evbuffer_drain(out, len);
+        evbuffer_add(out, answer.data, answer.len);
+        s->replying = false;
+        count(s, status);
+    }
+    buf_free(&message);
+    buf_free(&json);
+    buf_free(&answer);
+}
+
+/* ---- connections ---------------------------------------------------------------------------
+ * libevent 2.1 reads a socket at most 4 KiB a call (EVBUFFER_MAX_READ), each read after a
+ * FIONREAD ioctl and in a loop turn of its own: an 8 KB gossip request took 6 system calls to
+ * read, a 10,000-record one over 400. So when one of its reads fills those 4 KiB, more is
+ * probably waiting, and the connection's input buffer reads it at once, before evhttp looks
+ * at the buffer: up to READ_AHEAD_CHUNK bytes a call while calls fill their space, at most
+ * READ_AHEAD_MAX in all, so that one sender cannot keep the loop from the others. The data
+ * lands where libevent's own read would have put it; an end of file or an error is left for
+ * libevent's next read to find. */
+#define LIBEVENT_MAX_READ 4096
+#define READ_AHEAD_CHUNK (64 * 1024)
+#define READ_AHEAD_MAX (1024 * 1024)
+
+static void read_ahead(struct evbuffer *in, const struct evbuffer_cb_info *info, void *arg) {
+    /* Our own additions call back too: only libevent's full reads are followed. */
+    static _Thread_local bool reading;
+    if (reading || info->n_added != LIBEVENT_MAX_READ) return;
+    evutil_socket_t fd = bufferevent_getfd(arg);
+    if (fd < 0) return;
+    reading = true;
+    for (size_t total = 0; total < READ_AHEAD_MAX;) {
+        struct evbuffer_iovec space[2];
+        int n = evbuffer_reserve_space(in, READ_AHEAD_CHUNK, space, 2);
+        if (n <= 0) break;
+        struct iovec iov[2];
+        size_t wanted = 0;
+        for (int i = 0; i < n; i++) {
+            iov[i] = (struct iovec){space[i].iov_base, space[i].iov_len};
+            wanted += space[i].iov_len;
+        }
+        ssize_t got = readv(fd, iov, n);
+        if (got <= 0) {
+            evbuffer_commit_space(in, space, 0);
+            break;
+        }
+        size_t left = (size_t)got;
+        int used = 0;
+        for (; used < n && left > 0; used++) {
+            if (space[used].iov_len > left) space[used].iov_len = left;
+            left -= space[used].iov_len;
+        }
+        evbuffer_commit_space(in, space, used);
+        total += (size_t)got;
+        if ((size_t)got < wanted) break; /* the socket is drained */
+    }
+    reading = false;
+}
+
+/* Connection buffers that read what is waiting in one go (read_ahead), write a whole answer
+ * in as few calls as the socket takes, rather than libevent's default of 16 KiB a call (a
+ * 10,000-record answer is about 850 KB), whose evhttp error pages become JSON (above) and
+ * whose requests have a deadline (http_guard). */
+static struct bufferevent *new_connection_buffer(struct event_base *base, void *arg) {
+    struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) return NULL;
+    bufferevent_set_max_single_write(bev, 4 << 20);
+    if (!evbuffer_add_cb(bufferevent_get_output(bev), rewrite_error_page, arg) ||
+        !evbuffer_add_cb(bufferevent_get_input(bev), read_ahead, bev) || !http_guard_watch_connection(bev)) {
+        bufferevent_free(bev);
+        return NULL;
+    }
+    return bev;
+}
+
+/* ---- listening ------------------------------------------------------------------------------ */
+
+/* evhttp writes the headers and the body of an answer separately; with Nagle's algorithm the
+ * body then waits for the client's delayed ACK (40 ms on Linux). Accepted sockets inherit the
+ * option from their listener. */
+static void set_nodelay(evutil_socket_t fd) {
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+static void watch(http_server *s, struct evhttp_bound_socket *bound) {
+    set_nodelay(evhttp_bound_socket_get_fd(bound));
+    http_guard_watch_listener(s->guard, evhttp_bound_socket_get_listener(bound));
+}
+
+/* "Every interface" includes IPv6 ones: a node whose base URL is http://[::1]:3000/ must be
+ * reachable there. A second listener on [::] with IPV6_V6ONLY, beside 0.0.0.0, whatever the
+ * system's net.ipv6.bindv6only says. Without IPv6 on the machine the server serves IPv4
+ * only: said in the log, not an error. */
+static bool listen_ipv6_too(http_server *s, int port) {
+    evutil_socket_t fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    struct sockaddr_in6 any = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port), .sin6_addr = in6addr_any};
+    bool ok = fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
+              setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) == 0 &&
+              bind(fd, (struct sockaddr *)&any, sizeof any) == 0 && listen(fd, 128) == 0;
+    struct evhttp_bound_socket *bound = ok ? evhttp_accept_socket_with_handle(s->http, fd) : NULL;
+    if (bound) {
+        watch(s, bound);
+        return true;
+    }
+    log_warn(s->o.log_limit, "not serving on [::]:%d (IPv6): %s", port, strerror(errno));
+    if (fd >= 0) evutil_closesocket(fd);
+    return false;
+}
+
+http_server *http_server_new(struct event_base *base, const http_server_options *o, const char *host,
+                             int port, char *err, size_t err_len) {
+    http_server *s = calloc(1, sizeof *s);
+    if (s) {
+        s->o = *o;
+        s->http = evhttp_new(base);
+    }
+    if (s && s->http) s->guard = http_guard_new(base, s->http, o->log_limit, o->request_timeout);
+    if (!s || !s->guard) {
+        snprintf(err, err_len, "cannot create the HTTP server (out of memory?)");
+        http_server_free(s);
+        return NULL;
+    }
+    evhttp_set_max_body_size(s->http, (ev_ssize_t)o->max_body);
+    evhttp_set_max_headers_size(s->http, HTTP_MAX_HEADERS);
+    evhttp_set_timeout(s->http, HTTP_TIMEOUT);
+    /* Read and drop the rest of an oversized body before answering 413, so that the client
+     * sees the answer rather than a reset connection. */
+    evhttp_set_flags(s->http, EVHTTP_SERVER_LINGERING_CLOSE);
+    evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+                                            EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD |
+                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+    evhttp_set_gencb(s->http, o->handle, o->arg);
+    evhttp_set_bevcb(s->http, new_connection_buffer, s);
+    const char *bind_host = host ? host : "0.0.0.0";
+    bool bracket = strchr(bind_host, ':') != NULL;
+    struct evhttp_bound_socket *bound = evhttp_bind_socket_with_handle(s->http, bind_host, (ev_uint16_t)port);
+    if (!bound) {
+        snprintf(err, err_len, "cannot listen on %s%s%s:%d: %s", bracket ? "[" : "", bind_host,
+                 bracket ? "]" : "", port, strerror(errno));
+        http_server_free(s);
+        return NULL;
+    }
+    watch(s, bound);
+    if (!host && listen_ipv6_too(s, port)) log_info(o->log_limit, "serving on 0.0.0.0:%d and [::]:%d", port, port);
+    else log_info(o->log_limit, "serving on %s%s%s:%d", bracket ? "[" : "", bind_host, bracket ? "]" : "", port);
+    return s;
+}
+
+void http_server_free(http_server *s) {
+    if (!s) return;
+    http_guard_free(s->guard); /* before the server it watches */
+    if (s->http) evhttp_free(s->http);
+    free(s);
+}
+
+/* ---- addresses -------------------------------------------------------------------------------
+ * The port is digits only: strtol alone also took " 80" and "+80". A host with a ':' must be
+ * bracketed and brackets must pair, so that "::1:8080" or "[::1:8080" is refused with the value
+ * named instead of being read one way or the other and failing later at bind time. */
+bool http_parse_address(const char *value, char **host, int *port) {
+    const char *colon = strrchr(value, ':');
+    if (!colon) return false;
+    size_t digits = strspn(colon + 1, "0123456789");
+    if (digits == 0 || digits > 5 || colon[1 + digits] != '\0') return false;
+    long p = strtol(colon + 1, NULL, 10);
+    if (p > 65535) return false;
+    const char *h = value;
+    size_t hlen = (size_t)(colon - value);
+    bool bracketed = hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']';
+    if (bracketed) {
+        h++;
+        hlen -= 2;
+        if (hlen == 0) return false; /* "[]:80" names no host */
+    }
+    for (size_t i = 0; i < hlen; i++)
+        if (h[i] == '[' || h[i] == ']' || (h[i] == ':' && !bracketed)) return false;
+    *host = hlen ? strndup(h, hlen) : NULL;
+    *port = (int)p;
+    return true;
+}

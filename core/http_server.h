@@ -1,0 +1,74 @@
+/* http_server: an evhttp server fit to face the network, the one under both the node's listener
+ * (http.c) and the master-list store (store.c), so that each gets every guarantee of the other:
+ *
+ * - one way to name an address (host:port, [v6]:port, :port) and to bind it: a host, or every
+ *   interface, IPv4 and IPv6 side by side;
+ * - TCP_NODELAY and the read-ahead of connections (libevent 2.1 alone reads 4 KiB a loop turn);
+ * - the http_guard (http_guard.h): accept() pauses when descriptors run out, request deadlines;
+ * - limits: the body size, the headers (64 KiB), an idle connection (10 s);
+ * - JSON errors where evhttp writes HTML pages of its own (413, 400, 501);
+ * - answers in JSON, without a body to HEAD, each counted.
+ *
+ * Every method reaches the user's handler, which answers 405 itself to those it does not serve. */
+#ifndef SHAZBOT_HTTP_SERVER_H
+#define SHAZBOT_HTTP_SERVER_H
+
+#include "buf.h"
+#include "config.h"
+#include "wire.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct event_base;
+struct evhttp_request;
+
+typedef struct http_server http_server;
+
+typedef struct http_server_options {
+    size_t max_body;        /* bytes; a larger request gets 413 */
+    double request_timeout; /* seconds from a request's first byte (http_guard.h) */
+    log_level log_limit;    /* for the lines the server writes (log.h) */
+    /* Every request that evhttp could parse. It answers with http_server_answer or
+     * http_server_answer_error. */
+    void (*handle)(struct evhttp_request *req, void *arg);
+    /* The message of an error that evhttp answers itself (413, 400, 501), written into
+     * `message`; left empty, or this NULL, the server's own is used. */
+    void (*error_message)(int status, buf *message, void *arg);
+    /* Told the status of every answer, evhttp's own errors included. May be NULL. */
+    void (*count)(int status, void *arg);
+    void *arg; /* handed to the three callbacks */
+} http_server_options;
+
+/* Serves on host:port; a NULL host means every interface: 0.0.0.0, and [::] beside it where the
+ * machine has IPv6. Logs where it serves. NULL with a message naming the address on failure. */
+http_server *http_server_new(struct event_base *base, const http_server_options *o, const char *host,
+                             int port, char *err, size_t err_len);
+/* Closes the listeners and every connection. NULL is fine. */
+void http_server_free(http_server *s);
+
+/* Answers `req` with `body` (JSON, taken over and emptied), no body to a HEAD. Headers of the
+ * user's own (Allow, ETag) are added to evhttp_request_get_output_headers(req) before. */
+void http_server_answer(http_server *s, struct evhttp_request *req, int status, buf *body);
+/* Answers {"error":"<message>"}. */
+void http_server_answer_error(http_server *s, struct evhttp_request *req, int status, const char *message);
+
+/* The request body as the pieces the input buffer holds it in. libevent 2.1 reads at most
+ * 4 KiB a call, so a large body lies in hundreds of pieces, and joining them first
+ * (evbuffer_pullup) copied it whole; the parser (wire_parse_chunks) reads them where they
+ * are. Valid until the answer. */
+typedef struct http_body {
+    wire_chunk *chunks; /* `few`, or allocated for a large body */
+    size_t count;
+    wire_chunk few[8];
+} http_body;
+
+/* False when out of memory. */
+bool http_body_get(struct evhttp_request *req, http_body *b);
+void http_body_free(http_body *b);
+
+/* Reads "host:port", "[v6]:port" or ":port" (every interface: *host NULL). The host is
+ * malloc'd. False, with nothing allocated, when `value` is none of these. */
+bool http_parse_address(const char *value, char **host, int *port);
+
+#endif
