@@ -1,6 +1,7 @@
 /* clustershazbot simulate: reads the options of a simulation (clustershazbot_sim.h) from the
  * command line and runs it. */
 #include "clustershazbot_sim.h"
+#include "cli.h"
 #include "common.h"
 
 #include <errno.h>
