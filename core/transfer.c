@@ -127,7 +127,8 @@ static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *arg, void
         if (w) {
             event_free(w->ev);
             free(w);
-            curl_multi_assign(pool->multi, s, NULL);
+            /* It fails only for a socket curl has already forgotten, which leaves nothing to undo. */
+            (void)curl_multi_assign(pool->multi, s, NULL);
         }
         return 0;
     }
