@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 once=false
 [ "${1:-}" = "--once" ] && once=true
 
-tools/setup.sh build
+tools/setup.sh --program build
 bin=$PWD/build/clustershazbot
 base_port=${BASE_PORT:-7400}
 work=$(mktemp -d)

@@ -1,15 +1,26 @@
 #!/usr/bin/env bash
 # Installs what clustershazbot needs from Debian 12's archive (when something is missing) and
-# builds it: `tools/setup.sh [BUILD_DIR [extra cmake options...]]`, default build/.
+# builds it: `tools/setup.sh [--program] [BUILD_DIR [extra cmake options...]]`, default build/.
 # Used by both commands of the README's quick start, and by CI through spec/run.sh.
+#
+# --program: only what the program needs to build and run (the quick start's local
+# cluster): no test runner, nginx, valgrind or benchmark libraries, and a build without the
+# tests and benchmarks. Without it: everything the tests and benchmarks use too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config curl
-          liblua5.4-dev lua5.4 libevent-dev libcurl4-openssl-dev libyajl-dev
-          lua-cjson lua-busted lua-socket
-          libcjson-dev libjansson-dev libjson-c-dev libjsmn-dev valgrind wrk luarocks
-          nginx libnginx-mod-http-lua)
+          liblua5.4-dev libevent-dev libcurl4-openssl-dev libyajl-dev)
+configure=()
+if [ "${1:-}" = "--program" ]; then
+  shift
+  configure=(-DBUILD_TESTING=OFF -DSHAZBOT_BENCH=OFF)
+else
+  packages+=(lua5.4 lua-cjson lua-busted lua-socket
+             libcjson-dev libjansson-dev libjson-c-dev libjsmn-dev valgrind wrk luarocks
+             nginx libnginx-mod-http-lua)
+  configure=(-DBUILD_TESTING=ON -DSHAZBOT_BENCH=ON)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -25,6 +36,11 @@ fi
 
 build=${1:-build}
 shift || true
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+# A build folder configured before keeps its choices under --program: the local cluster run
+# by spec/run.sh must not turn off the tests of the build it is about to test.
+if [ ${#configure[@]} -gt 0 ] && [ "${configure[0]}" = -DBUILD_TESTING=OFF ] && [ -f "$build/CMakeCache.txt" ]; then
+  configure=()
+fi
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo "${configure[@]}" "$@" >/dev/null
 cmake --build "$build" -j"$(nproc)" >/dev/null
 echo "setup: built $build/clustershazbot" >&2
