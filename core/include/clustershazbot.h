@@ -1,6 +1,8 @@
 /* clustershazbot: a gossip engine that keeps a cluster of services aware of each other.
  *
- * The one public header. The shape mirrors the original TypeScript library (shazbotStart,
+ * The C API of a node; beside it, clustershazbot_lua.h (a node with Lua hooks),
+ * clustershazbot_store.h (the master-list store) and clustershazbot_sim.h (the simulator).
+ * The shape mirrors the original TypeScript library (shazbotStart,
  * shazbotShutDown, shazbotGossipRequest, shazbotListRequest, shazbotControlRequest): a host
  * routes the three endpoints of the protocol to the three request functions, which take the
  * Authorization header and the body and give back an HTTP status and a JSON body. The engine
