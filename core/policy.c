@@ -117,7 +117,11 @@ static policy *policy_alloc(sandbox *box, char *err, size_t err_len) {
 void policy_set_log_level(policy *p, log_level level) { p->log_limit = level; }
 
 policy *policy_new(const char *script, char *err, size_t err_len) {
-    policy *p = policy_alloc(sandbox_new(), err, err_len);
+    return policy_new_pooled(script, NULL, err, err_len);
+}
+
+policy *policy_new_pooled(const char *script, block_pool *pool, char *err, size_t err_len) {
+    policy *p = policy_alloc(sandbox_new(pool), err, err_len);
     if (!p) return NULL;
     lua_State *L = p->L;
     if (!load_default(p, err, err_len)) goto fail;

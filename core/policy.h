@@ -21,6 +21,9 @@ typedef struct policy policy;
 
 /* `script`: path of a user policy or NULL. */
 policy *policy_new(const char *script, char *err, size_t err_len);
+/* The same, its Lua state's small blocks from `pool` (block_pool.h), which must outlive it. */
+typedef struct block_pool block_pool;
+policy *policy_new_pooled(const char *script, block_pool *pool, char *err, size_t err_len);
 
 /* The level its failures are logged against: the node's SHAZBOT_LOG_LEVEL (default info). */
 void policy_set_log_level(policy *p, log_level level);

@@ -7,10 +7,13 @@
  * pcall is stopped at its next instruction outside the pcall. */
 #include "sandbox.h"
 
+#include "block_pool.h"
+
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,6 +29,7 @@ struct sandbox {
     size_t memory;     /* our own state's allocation, against MEMORY_CAP */
     long instructions; /* used by the call under way */
     int calls;         /* calls under way */
+    block_pool *pool;  /* where the own state's small blocks come from; NULL: malloc */
 };
 
 /* The registry key of the sandbox whose call is under way in a state (light userdata). The
@@ -34,16 +38,32 @@ struct sandbox {
  * its extra space is the host's. */
 static const char running_sandbox_key = 0;
 
+/* realloc, through the block pool for small blocks when the state has one. */
+static void *pooled_realloc(block_pool *pool, void *ptr, size_t old_size, size_t new_size) {
+    bool was_small = ptr && old_size <= BLOCK_POOL_MAX, small = new_size <= BLOCK_POOL_MAX;
+    if (!pool || (!was_small && !small)) return realloc(ptr, new_size);
+    if (was_small && small && block_pool_same_class(old_size, new_size)) return ptr;
+    void *n = small ? block_pool_get(pool, new_size) : malloc(new_size);
+    if (!n) return NULL;
+    if (ptr) {
+        memcpy(n, ptr, old_size < new_size ? old_size : new_size);
+        if (was_small) block_pool_put(pool, ptr, old_size);
+        else free(ptr);
+    }
+    return n;
+}
+
 static void *capped_alloc(void *ud, void *ptr, size_t old_size, size_t new_size) {
     sandbox *sb = ud;
     if (!ptr) old_size = 0; /* then old_size names the type of object, not a size */
     if (new_size == 0) {
-        free(ptr);
+        if (ptr && sb->pool && old_size <= BLOCK_POOL_MAX) block_pool_put(sb->pool, ptr, old_size);
+        else free(ptr);
         sb->memory -= old_size;
         return NULL;
     }
     if (new_size > old_size && sb->memory + (new_size - old_size) > MEMORY_CAP) return NULL;
-    void *n = realloc(ptr, new_size);
+    void *n = pooled_realloc(sb->pool, ptr, old_size, new_size);
     if (n) sb->memory += new_size - old_size;
     return n;
 }
@@ -146,9 +166,10 @@ static void seed_from_entropy(lua_State *L) {
     lua_pop(L, 1);
 }
 
-sandbox *sandbox_new(void) {
+sandbox *sandbox_new(block_pool *pool) {
     sandbox *sb = calloc(1, sizeof *sb);
     if (!sb) return NULL;
+    sb->pool = pool;
     sb->thread_ref = LUA_NOREF;
     sb->L = lua_newstate(capped_alloc, sb);
     if (!sb->L) {

@@ -14,8 +14,11 @@
 typedef struct lua_State lua_State;
 typedef struct sandbox sandbox;
 
-/* A state of its own; NULL when out of memory. */
-sandbox *sandbox_new(void);
+typedef struct block_pool block_pool;
+
+/* A state of its own, its small blocks from `pool` (block_pool.h: for many states in one
+ * thread, freed after them) or, with NULL, from malloc; NULL when out of memory. */
+sandbox *sandbox_new(block_pool *pool);
 
 /* A new thread of `host`'s state: its stack and its budget hook are the sandbox's, whatever
  * the host is running when a policy is called. NULL when out of memory. */

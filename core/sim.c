@@ -21,6 +21,7 @@
  * the sizes of a real loopback cluster's; nothing is sent anywhere. */
 #include "clustershazbot_sim.h"
 
+#include "block_pool.h"
 #include "engine.h"
 #include "requests.h"
 #include "vclock.h"
@@ -99,6 +100,7 @@ struct sim {
     int64_t next_csv_us;
     snapshot spare[SPARE_BLOCKS];
     size_t spare_count;
+    block_pool *lua_blocks; /* the small blocks of every node's policy state */
 };
 
 /* ---- randomness: one stream, seeded, so that a seed is a run ----------------------------- */
@@ -353,7 +355,7 @@ static bool node_init(sim *s, sim_node *n, char *err, size_t err_len) {
                               "SHAZBOT_MASTER_ANNOUNCE_INTERVAL", spread, "SHAZBOT_LOG_LEVEL", "error", NULL};
     bool ok = true;
     for (size_t i = 0; ok && settings[i]; i += 2) ok = config_set(&cfg, settings[i], settings[i + 1], err, err_len);
-    policy *pol = ok ? policy_new(s->o->policy, err, err_len) : NULL;
+    policy *pol = ok ? policy_new_pooled(s->o->policy, s->lua_blocks, err, err_len) : NULL;
     if (pol) {
         policy_seed_random(pol, s->o->seed * 1000003u + (uint64_t)n->index);
         engine_transport transport = {.ctx = n, .start = sim_start, .carries_records = true};
@@ -772,10 +774,11 @@ int shazbot_simulate(const shazbot_sim_options *o, FILE *out, char *err, size_t 
     clock_gettime(CLOCK_MONOTONIC, &wall0);
     sim s = {.o = o, .n = o->nodes, .rng = o->seed * 0x9E3779B97F4A7C15ULL + 1, .blocked_from = -1, .blocked_to = -1};
     s.clock = vclock_new(SIM_EPOCH_MS);
+    s.lua_blocks = block_pool_new();
     s.nodes = calloc((size_t)s.n, sizeof *s.nodes);
     s.down = calloc((size_t)s.n, sizeof *s.down);
     int rc = -1;
-    if (!s.clock || !s.nodes || !s.down) {
+    if (!s.clock || !s.nodes || !s.down || !s.lua_blocks) {
         snprintf(err, err_len, "out of memory");
         goto done;
     }
@@ -837,6 +840,7 @@ done:
         if (s.nodes[i].engine_ready) engine_destroy(&s.nodes[i].e);
     vclock_free(s.clock);
     spare_blocks_free(&s);
+    block_pool_free(s.lua_blocks); /* after the engines: their policy states were in it */
     free(s.nodes);
     free(s.down);
     buf_free(&s.store_list);
