@@ -12,25 +12,13 @@
 
 int shazbot_in_policy_hook(const shazbot *node) { return policy_in_call(node->e.pol); }
 
-/* The records of status `s`, as a Lua sequence. */
-static void push_records(lua_State *L, const membership *m, member_status s) {
-    lua_newtable(L);
-    lua_Integer n = 0;
-    for (size_t i = 0; i < m->count; i++) {
-        const member *r = m->members[i];
-        if (r->status != s) continue;
-        policy_push_record(L, r);
-        lua_rawseti(L, -2, ++n);
-    }
-}
-
 void shazbot_push_server_list(lua_State *L, const shazbot *node, int include_offline) {
     const membership *m = node->e.m;
     lua_createtable(L, 0, 2);
-    push_records(L, m, MEMBER_ONLINE);
+    policy_push_records(L, m, MEMBER_ONLINE, true);
     lua_setfield(L, -2, "online");
     if (include_offline) {
-        push_records(L, m, MEMBER_OFFLINE);
+        policy_push_records(L, m, MEMBER_OFFLINE, true);
         lua_setfield(L, -2, "offline");
     }
 }

@@ -272,7 +272,7 @@ void policy_push_record(lua_State *L, const member *r) {
 }
 
 /* An array (marked for JSON) of the records of status `s`, self included or not. */
-static void push_records(lua_State *L, membership *m, member_status s, bool with_self) {
+void policy_push_records(lua_State *L, const membership *m, member_status s, bool with_self) {
     lua_createtable(L, (int)m->count, 0);
     lua_Integer n = 0;
     for (size_t i = 0; i < m->count; i++) {
@@ -287,7 +287,7 @@ static void push_records(lua_State *L, membership *m, member_status s, bool with
 
 static void push_peers_and_self(policy *p, void *ctx, int *nargs) {
     membership *m = ctx;
-    push_records(p->L, m, MEMBER_ONLINE, false);
+    policy_push_records(p->L, m, MEMBER_ONLINE, false);
     policy_push_record(p->L, m->self);
     *nargs = 2;
 }
@@ -487,7 +487,7 @@ const char *policy_encode_json(lua_State *L, int index, buf *out, bool empty_is_
 /* ---- the health payload (its shape is happy.c's) ----------------------------------------- */
 
 static void push_records_with_self(lua_State *L, membership *m, member_status s) {
-    push_records(L, m, s, true);
+    policy_push_records(L, m, s, true);
 }
 
 typedef struct health_ctx {

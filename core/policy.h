@@ -67,6 +67,10 @@ typedef struct lua_State lua_State;
  * "clustershazbot.policy" unless it has them. */
 policy *policy_new_hosted(lua_State *host, int hooks_index, char *err, size_t err_len);
 
+/* Pushes the records of status `s` (this node's own too, with `with_self`) as a sequence of
+ * records as the hooks see them, marked as a JSON array (policy_encode_json). */
+void policy_push_records(lua_State *L, const membership *m, member_status s, bool with_self);
+
 /* Pushes a record as the hooks see it: { baseUrl =, monitor =, lastUpdate = }. */
 void policy_push_record(lua_State *L, const member *r);
 
