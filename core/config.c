@@ -24,31 +24,36 @@ typedef struct variable {
      * is most often a shell variable that was never set, so it is refused wherever it would
      * otherwise silently mean something else than unset. */
     const char *when_empty;
+    /* For KIND_SECONDS: the largest value that means something. Beyond it a value was a
+     * mistake, and some overflowed: SHAZBOT_REQUEST_TIMEOUT=1e16 cut every connection at its
+     * first byte, SHAZBOT_MAX_CLOCK_SKEW=1e16 skipped every entry 1 ms in the future. */
+    double max_seconds;
 } variable;
 
 #define AT(field) offsetof(shazbot_settings, field)
+#define DAY_SECONDS 86400.0
 static const variable variables[] = {
 #define NOT_EMPTY "must not be empty"
-    {"SHAZBOT_SECRET", KIND_STRING, AT(secret), true, false, NOT_EMPTY},
-    {"SHAZBOT_CONTROL_SECRET", KIND_STRING, AT(control_secret), true, false, NOT_EMPTY},
-    {"SHAZBOT_BASE_URL", KIND_URL, AT(base_url), true, false, NOT_EMPTY},
-    {"SHAZBOT_MASTER_LIST", KIND_STRING, AT(master_list), true, false, NOT_EMPTY},
-    {"SHAZBOT_MASTER_LIST_UPDATE", KIND_STRING, AT(master_list_update), true, false, NOT_EMPTY},
-    {"SHAZBOT_MASTER_LIST_UPDATE_AUTH", KIND_STRING, AT(master_list_update_auth), true, false, NOT_EMPTY},
-    {"SHAZBOT_GOSSIP_INTERVAL", KIND_SECONDS, AT(gossip_interval), false, false, NULL},
-    {"SHAZBOT_MASTER_ANNOUNCE_MINIMUM", KIND_SECONDS, AT(announce_minimum), false, true, NULL},
-    {"SHAZBOT_MASTER_ANNOUNCE_INTERVAL", KIND_SECONDS, AT(announce_interval), false, true, NULL},
-    {"SHAZBOT_MONITOR", KIND_BOOL, AT(monitor), false, false, NULL},
-    {"SHAZBOT_UPDATE_MASTER_LIST_ON_SHUTDOWN", KIND_BOOL, AT(update_master_list_on_shutdown), false, false, NULL},
-    {"SHAZBOT_LISTEN", KIND_LISTEN, 0, false, false, NULL},
+    {"SHAZBOT_SECRET", KIND_STRING, AT(secret), true, false, NOT_EMPTY, 0},
+    {"SHAZBOT_CONTROL_SECRET", KIND_STRING, AT(control_secret), true, false, NOT_EMPTY, 0},
+    {"SHAZBOT_BASE_URL", KIND_URL, AT(base_url), true, false, NOT_EMPTY, 0},
+    {"SHAZBOT_MASTER_LIST", KIND_STRING, AT(master_list), true, false, NOT_EMPTY, 0},
+    {"SHAZBOT_MASTER_LIST_UPDATE", KIND_STRING, AT(master_list_update), true, false, NOT_EMPTY, 0},
+    {"SHAZBOT_MASTER_LIST_UPDATE_AUTH", KIND_STRING, AT(master_list_update_auth), true, false, NOT_EMPTY, 0},
+    {"SHAZBOT_GOSSIP_INTERVAL", KIND_SECONDS, AT(gossip_interval), false, false, NULL, 30 * DAY_SECONDS},
+    {"SHAZBOT_MASTER_ANNOUNCE_MINIMUM", KIND_SECONDS, AT(announce_minimum), false, true, NULL, 30 * DAY_SECONDS},
+    {"SHAZBOT_MASTER_ANNOUNCE_INTERVAL", KIND_SECONDS, AT(announce_interval), false, true, NULL, 30 * DAY_SECONDS},
+    {"SHAZBOT_MONITOR", KIND_BOOL, AT(monitor), false, false, NULL, 0},
+    {"SHAZBOT_UPDATE_MASTER_LIST_ON_SHUTDOWN", KIND_BOOL, AT(update_master_list_on_shutdown), false, false, NULL, 0},
+    {"SHAZBOT_LISTEN", KIND_LISTEN, 0, false, false, NULL, 0},
     {"SHAZBOT_POLICY", KIND_STRING, AT(policy_path), false, false,
-     "must not be empty (unset it to use the default policy)"},
-    {"SHAZBOT_LOG_LEVEL", KIND_LOG, AT(log_level), false, false, NULL},
-    {"SHAZBOT_MAX_BODY", KIND_BYTES, AT(max_body), false, false, NULL},
-    {"SHAZBOT_MAX_CLOCK_SKEW", KIND_SECONDS, AT(max_clock_skew), false, true, NULL},
-    {"SHAZBOT_REQUEST_TIMEOUT", KIND_SECONDS, AT(request_timeout), false, false, NULL},
+     "must not be empty (unset it to use the default policy)", 0},
+    {"SHAZBOT_LOG_LEVEL", KIND_LOG, AT(log_level), false, false, NULL, 0},
+    {"SHAZBOT_MAX_BODY", KIND_BYTES, AT(max_body), false, false, NULL, 0},
+    {"SHAZBOT_MAX_CLOCK_SKEW", KIND_SECONDS, AT(max_clock_skew), false, true, NULL, DAY_SECONDS},
+    {"SHAZBOT_REQUEST_TIMEOUT", KIND_SECONDS, AT(request_timeout), false, false, NULL, 3600},
     {"HAPPY_SECRET", KIND_STRING, AT(happy_secret), false, false,
-     "must not be empty ('none' opens /happy to everyone; unset, every request gets 401)"},
+     "must not be empty ('none' opens /happy to everyone; unset, every request gets 401)", 0},
 #undef NOT_EMPTY
 };
 #undef AT
@@ -134,9 +139,12 @@ bool config_set(shazbot_settings *s, const char *name, const char *value, char *
         return true;
     case KIND_SECONDS: {
         double d;
-        if (!parse_number(value, &d) || d < 0 || (d == 0 && !v->zero_ok))
-            return bad(err, err_len, name, value,
-                       v->zero_ok ? "is not a number of seconds >= 0" : "is not a number of seconds > 0");
+        if (!parse_number(value, &d) || d < 0 || (d == 0 && !v->zero_ok) || d > v->max_seconds) {
+            char why[80];
+            snprintf(why, sizeof why, "is not a number of seconds %s and at most %.0f", v->zero_ok ? ">= 0" : "> 0",
+                     v->max_seconds);
+            return bad(err, err_len, name, value, why);
+        }
         *FIELD(s, v, double) = d;
         return true;
     }

@@ -7,6 +7,7 @@
 
 #include <curl/curl.h>
 #include <stdbool.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -262,7 +263,9 @@ static bool print_members_table(yajl_val doc) {
     printf("%-*s  %-7s  %-7s  %s\n", width, "BASE URL", "STATUS", "MONITOR", "UPDATED");
     for (size_t i = 0; i < n; i++) {
         char age[32];
-        human_age(now_ms - rows[i].last_update, age, sizeof age);
+        /* A lastUpdate near INT64_MIN (a peer's broken clock) would overflow the difference. */
+        long long since = rows[i].last_update < now_ms - LLONG_MAX / 2 ? LLONG_MAX / 2 : now_ms - rows[i].last_update;
+        human_age(since, age, sizeof age);
         printf("%-*s  %-7s  %-7s  %s ago\n", width, rows[i].url, rows[i].online ? "online" : "offline",
                rows[i].monitor ? "yes" : "no", age);
     }

@@ -91,6 +91,7 @@ static void test_defaults(void) {
 }
 
 static void test_numbers(void) {
+    char err_bound[256];
     shazbot_settings s;
     config_init(&s);
     static const char *numeric[] = {"SHAZBOT_GOSSIP_INTERVAL", "SHAZBOT_MASTER_ANNOUNCE_MINIMUM",
@@ -121,6 +122,18 @@ static void test_numbers(void) {
     /* A refusal after good values keeps the good values. */
     SET_BAD(&s, "SHAZBOT_GOSSIP_INTERVAL", "abc");
     CHECK(s.gossip_interval == 0.05);
+
+    /* Upper bounds: the largest meaningful value is taken, one beyond is refused. */
+    static const struct { const char *name, *max, *beyond; } bounds[] = {
+        {"SHAZBOT_GOSSIP_INTERVAL", "2592000", "2592000.5"}, {"SHAZBOT_MASTER_ANNOUNCE_MINIMUM", "2592000", "2592001"},
+        {"SHAZBOT_MASTER_ANNOUNCE_INTERVAL", "2592000", "1e16"}, {"SHAZBOT_MAX_CLOCK_SKEW", "86400", "1e16"},
+        {"SHAZBOT_REQUEST_TIMEOUT", "3600", "1e16"}};
+    for (size_t b = 0; b < sizeof bounds / sizeof *bounds; b++) {
+        SET_OK(&s, bounds[b].name, bounds[b].max);
+        SET_BAD(&s, bounds[b].name, bounds[b].beyond);
+    }
+    CHECK(!config_set(&s, "SHAZBOT_REQUEST_TIMEOUT", "1e16", err_bound, sizeof err_bound));
+    CHECK_CONTAINS(err_bound, "SHAZBOT_REQUEST_TIMEOUT: \"1e16\" is not a number of seconds > 0 and at most 3600");
 
     /* The error, word for word, for one of them. */
     char err[256];

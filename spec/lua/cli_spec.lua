@@ -108,6 +108,17 @@ describe("the command line", function()
     assert.truthy(rows[2].age:match("^%d+s$"), rows[2].age)
   end)
 
+  it("members shows a lastUpdate at either end of 64 bits without overflowing", function()
+    -- now - lastUpdate overflowed for INT64_MIN (the sanitizer build stops on it).
+    local list = '{"online":[{"baseUrl":"http://127.0.0.1:1/past/","monitor":false,"lastUpdate":-9223372036854775808},' ..
+      '{"baseUrl":"http://127.0.0.1:1/future/","monitor":false,"lastUpdate":9223372036854775807}]}'
+    local status, out = run("members --url " .. fixed_answer_server(200, list))
+    assert.are.equal(0, status, out)
+    local rows = table_rows(out)
+    assert.are.equal(2, #rows, out)
+    for _, r in ipairs(rows) do assert.truthy(r.age:match("^%d+[smhd]$"), out) end
+  end)
+
   it("members takes its defaults from the environment, and --json prints the list", function()
     local status, out = run("members --json", { SHAZBOT_BASE_URL = b.url, SHAZBOT_CONTROL_SECRET = cluster.control_secret })
     assert.are.equal(0, status, out)
