@@ -281,12 +281,18 @@ bool membership_mark_offline(membership *m, const char *url, size_t len, int64_t
     return true;
 }
 
+/* Older than the retention of offline records (PROTOCOL.md rule 4). A comparison with a bound
+ * rather than `now - last_update > retention`, which overflowed (undefined, and the record was
+ * never purged) for a lastUpdate near INT64_MIN. */
+static bool past_retention(int64_t last_update, int64_t now_ms) {
+    return last_update < now_ms - SHAZBOT_OFFLINE_RETENTION_MS;
+}
+
 size_t membership_purge(membership *m, int64_t now_ms) {
     size_t removed = 0;
     for (size_t i = m->count; i-- > 0;) {
         member *r = m->members[i];
-        if (r != m->self && r->status == MEMBER_OFFLINE &&
-            now_ms - r->last_update > SHAZBOT_OFFLINE_RETENTION_MS) {
+        if (r != m->self && r->status == MEMBER_OFFLINE && past_retention(r->last_update, now_ms)) {
             remove_at(m, i);
             removed++;
         }

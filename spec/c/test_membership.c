@@ -361,6 +361,12 @@ static void test_purge(void) {
     CHECK(find(m, "http://day-offline.test/") == NULL);
     CHECK(consistent(m));
 
+    /* An offline record at INT64_MIN (a peer with a broken clock) is purged, and purging it
+     * does not overflow (the sanitizer build stops on `now - lastUpdate`). */
+    CHECK_INT(merge(m, "http://broken-clock.test/", INT64_MIN, MEMBER_OFFLINE), MERGE_INSERTED);
+    CHECK_INT(membership_purge(m, NOW + 1), 1);
+    CHECK(find(m, "http://broken-clock.test/") == NULL);
+
     /* A purged record is unknown again: an old entry about it bootstraps it anew. */
     CHECK_INT(merge(m, "http://old-offline.test/", 5, MEMBER_ONLINE), MERGE_INSERTED);
     CHECK(consistent(m));
