@@ -139,10 +139,12 @@ bool config_set(shazbot_settings *s, const char *name, const char *value, char *
         return true;
     case KIND_SECONDS: {
         double d;
-        if (!parse_number(value, &d) || d < 0 || (d == 0 && !v->zero_ok) || d > v->max_seconds) {
+        if (!parse_number(value, &d) || d < 0 || (d == 0 && !v->zero_ok))
+            return bad(err, err_len, name, value,
+                       v->zero_ok ? "is not a number of seconds >= 0" : "is not a number of seconds > 0");
+        if (d > v->max_seconds) {
             char why[80];
-            snprintf(why, sizeof why, "is not a number of seconds %s and at most %.0f", v->zero_ok ? ">= 0" : "> 0",
-                     v->max_seconds);
+            snprintf(why, sizeof why, "is more seconds than the most this setting takes, %.0f", v->max_seconds);
             return bad(err, err_len, name, value, why);
         }
         *FIELD(s, v, double) = d;

@@ -75,7 +75,7 @@ describe("clustershazbot serve", function()
                                SHAZBOT_MAX_CLOCK_SKEW = "1e16" }) do
       local status, log = serve({ [name] = value })
       assert.are.equal(2, status, name .. ": " .. log)
-      assert.truthy(log:find(name .. ": \"" .. value .. "\" is not a number of seconds", 1, true), log)
+      assert.truthy(log:find(name .. ": \"" .. value .. "\" is more seconds than the most this setting takes", 1, true), log)
     end
   end)
 
