@@ -219,9 +219,12 @@ static void deliver(void *arg) {
     message_free(msg);
 }
 
-/* The answer (or the failure) travels back; past the sender's timeout it is a timeout. */
+/* The answer (or the failure) travels back; past the sender's timeout it is a timeout. The
+ * request's records are no longer needed by then: a message that waits for its timeout
+ * (seconds, in a partition) would otherwise hold a copy of the sender's whole state. */
 static void send_back(message *msg, bool lost) {
     sim *s = msg->s;
+    snapshot_release(s, &msg->sent);
     int64_t at = vclock_now_us(s->clock) + (int64_t)(s->o->latency_ms * 1000);
     if (lost || at > msg->deadline_us) {
         msg->ok = false;
