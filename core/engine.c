@@ -13,6 +13,7 @@
 #include "log.h"
 #include "wire.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -235,6 +236,24 @@ static void on_announce_timer(void *arg) {
 
 static void on_shutdown_deadline(void *arg);
 
+/* Every timer of the engine and what it runs, listed once for creating, stopping and freeing
+ * them. */
+static const struct {
+    size_t offset;
+    engine_timer_fn fire;
+} engine_timers[] = {
+    {offsetof(engine, round.timer), on_gossip_timer},
+    {offsetof(engine, round.retry_timer), on_gossip_retry},
+    {offsetof(engine, announcer.timer), on_announce_timer},
+    {offsetof(engine, bootstrap.retry_timer), on_master_retry},
+    {offsetof(engine, shutdown.deadline), on_shutdown_deadline},
+};
+#define ENGINE_TIMER_COUNT (sizeof engine_timers / sizeof *engine_timers)
+
+static engine_timer **timer_slot(engine *e, size_t i) {
+    return (engine_timer **)((char *)e + engine_timers[i].offset);
+}
+
 bool engine_init(engine *e, const shazbot_settings *s, engine_clock clock, engine_transport transport,
                  policy *pol, char *err, size_t err_len) {
     *e = (engine){.clock = clock, .transport = transport, .pol = pol, .bootstrap.backoff = 1};
@@ -245,23 +264,16 @@ bool engine_init(engine *e, const shazbot_settings *s, engine_clock clock, engin
     }
     policy_set_log_level(pol, e->cfg.log_level);
     e->m = membership_new(e->cfg.base_url, e->cfg.monitor, engine_now(e), (int64_t)(e->cfg.max_clock_skew * 1000));
-    struct { engine_timer **timer; engine_timer_fn fire; } timers[] = {
-        {&e->round.timer, on_gossip_timer}, {&e->round.retry_timer, on_gossip_retry},
-        {&e->announcer.timer, on_announce_timer}, {&e->bootstrap.retry_timer, on_master_retry},
-        {&e->shutdown.deadline, on_shutdown_deadline},
-    };
     bool ok = e->m != NULL;
-    for (size_t i = 0; ok && i < sizeof timers / sizeof *timers; i++)
-        ok = (*timers[i].timer = clock.timer_new(clock.ctx, timers[i].fire, e)) != NULL;
+    for (size_t i = 0; ok && i < ENGINE_TIMER_COUNT; i++)
+        ok = (*timer_slot(e, i) = clock.timer_new(clock.ctx, engine_timers[i].fire, e)) != NULL;
     if (!ok) snprintf(err, err_len, "cannot set up the node (out of memory?)");
     return ok;
 }
 
 void engine_destroy(engine *e) {
-    engine_timer *timers[] = {e->round.timer, e->round.retry_timer, e->announcer.timer,
-                              e->bootstrap.retry_timer, e->shutdown.deadline};
-    for (size_t i = 0; i < sizeof timers / sizeof *timers; i++)
-        if (timers[i]) e->clock.timer_free(e->clock.ctx, timers[i]);
+    for (size_t i = 0; i < ENGINE_TIMER_COUNT; i++)
+        if (*timer_slot(e, i)) e->clock.timer_free(e->clock.ctx, *timer_slot(e, i));
     policy_free(e->pol);
     membership_free(e->m);
     free(e->round.peer);
@@ -289,9 +301,7 @@ void engine_take_gossip(engine *e, const member_update *u, size_t count) {
 bool engine_serving(const engine *e) { return e->state == NODE_RUNNING || e->state == NODE_STOPPING; }
 
 static void stop_timers(engine *e) {
-    engine_timer *timers[] = {e->round.timer, e->round.retry_timer, e->announcer.timer,
-                              e->bootstrap.retry_timer, e->shutdown.deadline};
-    for (size_t i = 0; i < sizeof timers / sizeof *timers; i++) stop(e, timers[i]);
+    for (size_t i = 0; i < ENGINE_TIMER_COUNT; i++) stop(e, *timer_slot(e, i));
 }
 
 static void finish_shutdown(engine *e) {

@@ -12,7 +12,4 @@ evclock *evclock_new(struct event_base *base); /* NULL when out of memory */
 void evclock_free(evclock *c);
 engine_clock evclock_clock(evclock *c);
 
-/* CLOCK_REALTIME in milliseconds: what the real node stamps records with. */
-int64_t evclock_wall_ms(void);
-
 #endif

@@ -94,7 +94,8 @@ struct shazbot {
     struct evclock *clock; /* the engine's clock, on base */
     struct transfer_pool *pool; /* the engine's transport, on base */
     node_listener listener;
-    struct event *sigterm, *sigint, *step_timer;
+    struct event *sigterm, *sigint;
+    engine_timer *step_timer; /* ends the wait of shazbot_step */
     void (*shutdown_done)(void *); /* the host's, called after ours */
     void *shutdown_arg;
 };

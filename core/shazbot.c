@@ -99,23 +99,17 @@ int shazbot_is_running(const shazbot *node) { return engine_serving(&node->e); }
 
 struct event_base *shazbot_event_base(shazbot *node) { return node->base; }
 
-static void on_step_timeout(evutil_socket_t fd, short what, void *arg) {
-    (void)fd;
-    (void)what;
-    (void)arg; /* only there to end the wait of shazbot_step */
-}
+static void on_step_timeout(void *arg) { (void)arg; /* only there to end the wait of shazbot_step */ }
 
 int shazbot_step(shazbot *node, double max_wait) {
     if (max_wait <= 0) return event_base_loop(node->base, EVLOOP_NONBLOCK) < 0 ? -1 : 0;
     /* A timer of our own rather than event_base_loopexit, whose pending exit would outlive
      * this call and cut a later loop short. */
-    if (!node->step_timer && !(node->step_timer = evtimer_new(node->base, on_step_timeout, NULL)))
-        return -1;
-    if (max_wait > ENGINE_ARM_MAX_SECONDS) max_wait = ENGINE_ARM_MAX_SECONDS;
-    struct timeval tv = {(time_t)max_wait, (suseconds_t)((max_wait - (double)(time_t)max_wait) * 1e6)};
-    if (evtimer_add(node->step_timer, &tv) != 0) return -1;
+    engine_clock *clock = &node->e.clock;
+    if (!node->step_timer && !(node->step_timer = clock->timer_new(clock->ctx, on_step_timeout, NULL))) return -1;
+    engine_arm(&node->e, node->step_timer, max_wait);
     int rc = event_base_loop(node->base, EVLOOP_ONCE);
-    evtimer_del(node->step_timer);
+    clock->timer_stop(clock->ctx, node->step_timer);
     return rc < 0 ? -1 : 0;
 }
 
@@ -161,9 +155,10 @@ void shazbot_free(shazbot *node) {
     http_free(node);
     /* The pool first: freeing it cancels the transfers, whose callbacks name the engine. */
     transfer_pool_free(node->pool);
+    if (node->step_timer) node->e.clock.timer_free(node->e.clock.ctx, node->step_timer);
     engine_destroy(&node->e);
     evclock_free(node->clock);
-    struct event *events[] = {node->sigterm, node->sigint, node->step_timer};
+    struct event *events[] = {node->sigterm, node->sigint};
     for (size_t i = 0; i < sizeof events / sizeof *events; i++)
         if (events[i]) event_free(events[i]);
     free(node->listener.base_path);

@@ -24,6 +24,7 @@
 #include "block_pool.h"
 #include "engine.h"
 #include "requests.h"
+#include "store.h"
 #include "vclock.h"
 
 #include <inttypes.h>
@@ -88,8 +89,7 @@ struct sim {
     int blocked_from, blocked_to; /* an asymmetric link, -1 when none */
     /* the master-list store */
     buf store_list;
-    unsigned store_version;
-    char store_etag[24];
+    char store_etag[STORE_ETAG_SIZE];
     /* nodes that should be seen offline: killed, leaving or gone */
     int *down;
     int down_count;
@@ -244,16 +244,12 @@ static void answer_from_store(message *msg) {
         msg->status = 200;
         buf_add(&msg->answer, s->store_list.data, s->store_list.len);
         snprintf(msg->etag, sizeof msg->etag, "%s", s->store_etag);
-    } else if (!msg->authorization || strcmp(msg->authorization, SIM_STORE_AUTH) != 0) {
-        msg->status = 401;
-        buf_add_str(&msg->answer, "{\"error\":\"wrong secret\"}");
-    } else if (msg->if_match && strcmp(msg->if_match, s->store_etag) != 0) {
-        msg->status = 412;
-        buf_add_str(&msg->answer, "{\"error\":\"the list changed\"}");
+    } else if ((msg->status = store_put_refusal(msg->authorization, SIM_STORE_AUTH, msg->if_match, s->store_etag))) {
+        wire_write_error(&msg->answer, msg->status == 401 ? "wrong or missing Authorization" : "the list changed since it was read");
     } else {
         s->store_list.len = 0;
         buf_add(&s->store_list, msg->body, msg->body_len);
-        snprintf(s->store_etag, sizeof s->store_etag, "\"v%u\"", ++s->store_version);
+        store_etag(s->store_list.data, s->store_list.len, s->store_etag);
         msg->status = 200;
         buf_add_str(&msg->answer, "{\"success\":true}");
     }
@@ -720,7 +716,7 @@ static void write_master_list(sim *s) {
     for (int i = 0; i < listed; i++)
         buf_printf(&s->store_list, "%s{\"baseUrl\":\"%s\",\"monitor\":false,\"lastUpdate\":0}", i ? "," : "", s->nodes[i].url);
     buf_add_str(&s->store_list, "]}");
-    snprintf(s->store_etag, sizeof s->store_etag, "\"v0\"");
+    store_etag(s->store_list.data, s->store_list.len, s->store_etag);
 }
 
 /* The JSON object, or the table's last line (its rows went out as their phases ended). */

@@ -9,6 +9,7 @@
 #include "http_server.h"
 #include "log.h"
 #include "secret.h"
+#include "store.h"
 #include "wire.h"
 
 #include <dirent.h>
@@ -37,24 +38,33 @@ struct shazbot_store {
     char *path, *auth;
     double request_timeout;
     buf list; /* the current content */
-    char etag[24];
+    char etag[STORE_ETAG_SIZE];
     struct event_base *base;
     http_server *server;
 };
 
 /* ---- the list and its file -------------------------------------------------------------- */
 
-/* FNV-1a over the list's bytes: the same list always gets the same tag, across restarts too. */
+void store_etag(const char *list, size_t len, char out[STORE_ETAG_SIZE]) {
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)list[i];
+        h *= 1099511628211ULL;
+    }
+    snprintf(out, STORE_ETAG_SIZE, "\"%016llx\"", (unsigned long long)h);
+}
+
+int store_put_refusal(const char *authorization, const char *auth, const char *if_match, const char *etag) {
+    if (!secret_matches(authorization, auth)) return 401;
+    if (if_match && strcmp(if_match, "*") != 0 && strcmp(if_match, etag) != 0) return 412;
+    return 0;
+}
+
 static void set_list(shazbot_store *s, buf *list) {
     buf_free(&s->list);
     s->list = *list;
     *list = (buf){0};
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < s->list.len; i++) {
-        h ^= (unsigned char)s->list.data[i];
-        h *= 1099511628211ULL;
-    }
-    snprintf(s->etag, sizeof s->etag, "\"%016llx\"", (unsigned long long)h);
+    store_etag(s->list.data, s->list.len, s->etag);
 }
 
 static bool write_all(int fd, const char *data, size_t len) {
@@ -189,13 +199,11 @@ static bool read_list(shazbot_store *s, struct evhttp_request *req, buf *list) {
 
 static void on_put(shazbot_store *s, struct evhttp_request *req) {
     struct evkeyvalq *in = evhttp_request_get_input_headers(req);
-    if (!secret_matches(evhttp_find_header(in, "Authorization"), s->auth)) {
-        http_server_answer_error(s->server, req, 401, "wrong or missing Authorization");
-        return;
-    }
-    const char *if_match = evhttp_find_header(in, "If-Match");
-    if (if_match && strcmp(if_match, "*") != 0 && strcmp(if_match, s->etag) != 0) {
-        http_server_answer_error(s->server, req, 412, "the list changed since it was read");
+    int refusal = store_put_refusal(evhttp_find_header(in, "Authorization"), s->auth,
+                                    evhttp_find_header(in, "If-Match"), s->etag);
+    if (refusal) {
+        http_server_answer_error(s->server, req, refusal,
+                                 refusal == 401 ? "wrong or missing Authorization" : "the list changed since it was read");
         return;
     }
     buf list = {0};

@@ -90,7 +90,6 @@ void vclock_free(vclock *c) {
 
 int64_t vclock_now_ms(const vclock *c) { return c->now_us / 1000; }
 int64_t vclock_now_us(const vclock *c) { return c->now_us; }
-size_t vclock_pending(const vclock *c) { return c->count; }
 
 bool vclock_after(vclock *c, double seconds, void (*fn)(void *), void *arg) {
     return push(c, (entry){.due_us = c->now_us + seconds_to_us(seconds), .fn = fn, .arg = arg});

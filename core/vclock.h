@@ -26,6 +26,5 @@ bool vclock_after(vclock *c, double seconds, void (*fn)(void *), void *arg);
 bool vclock_step(vclock *c, int64_t until_us);
 /* Runs every event due at or before `until_us`. */
 void vclock_run_until(vclock *c, int64_t until_us);
-size_t vclock_pending(const vclock *c);
 
 #endif
