@@ -52,6 +52,9 @@ static const variable variables[] = {
     {"SHAZBOT_MAX_BODY", KIND_BYTES, AT(max_body), false, false, NULL, 0},
     {"SHAZBOT_MAX_CLOCK_SKEW", KIND_SECONDS, AT(max_clock_skew), false, true, NULL, DAY_SECONDS},
     {"SHAZBOT_REQUEST_TIMEOUT", KIND_SECONDS, AT(request_timeout), false, false, NULL, 3600},
+    {"SHAZBOT_GOSSIP_TIMEOUT", KIND_SECONDS, AT(gossip_timeout), false, false, NULL, 3600},
+    {"SHAZBOT_GOSSIP_RETRY", KIND_SECONDS, AT(gossip_retry), false, false, NULL, 3600},
+    {"SHAZBOT_SUSPICION_WINDOW", KIND_SECONDS, AT(suspicion_window), false, true, NULL, DAY_SECONDS},
     {"HAPPY_SECRET", KIND_STRING, AT(happy_secret), false, false,
      "must not be empty ('none' opens /happy to everyone; unset, every request gets 401)", 0},
 #undef NOT_EMPTY
@@ -69,6 +72,25 @@ void config_init(shazbot_settings *s) {
     s->max_body = 8u << 20;
     s->max_clock_skew = 300;
     s->request_timeout = 20;
+    s->gossip_timeout = s->gossip_retry = 0; /* follow the interval */
+    s->suspicion_window = -1;                /* follows the interval */
+}
+
+/* The gossip timings follow the interval unless set (PROTOCOL.md's 5 s timeout and 3 s retry
+ * are the values of its default 30 s interval): a 1 s cluster then tells a dead peer within a
+ * few seconds, and a slow one is not hurried. */
+static double clamp(double v, double lo, double hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+double config_gossip_timeout(const shazbot_settings *s) {
+    return s->gossip_timeout > 0 ? s->gossip_timeout : clamp(s->gossip_interval, 1, 5);
+}
+
+double config_gossip_retry(const shazbot_settings *s) {
+    return s->gossip_retry > 0 ? s->gossip_retry : clamp(s->gossip_interval / 2, 0.5, 3);
+}
+
+double config_suspicion_window(const shazbot_settings *s) {
+    return s->suspicion_window >= 0 ? s->suspicion_window : 2 * s->gossip_interval;
 }
 
 void config_free(shazbot_settings *s) {

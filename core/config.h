@@ -30,6 +30,11 @@ typedef struct shazbot_settings {
     size_t max_body;      /* bytes */
     double max_clock_skew; /* seconds a lastUpdate may lie in the future */
     double request_timeout; /* seconds a request may take from its first byte (http_guard.h) */
+    /* Unset (0, and -1 for the window): they follow the interval; read them through the
+     * config_gossip_* functions below. */
+    double gossip_timeout;   /* seconds a gossip POST may take */
+    double gossip_retry;     /* seconds before the one retry after a failure */
+    double suspicion_window; /* a peer heard of this recently is not moved offline (engine.c) */
 } shazbot_settings;
 
 /* Defaults for everything optional; required values NULL. */
@@ -50,6 +55,11 @@ bool config_from_env(shazbot_settings *s, char *err, size_t err_len);
 
 /* Checks that every required variable is set. */
 bool config_check(const shazbot_settings *s, char *err, size_t err_len);
+
+/* The gossip timings in effect: set, or derived from the interval. */
+double config_gossip_timeout(const shazbot_settings *s);
+double config_gossip_retry(const shazbot_settings *s);
+double config_suspicion_window(const shazbot_settings *s);
 
 /* Port of an http(s) URL (explicit, or 80/443). Returns 0 if it cannot be read. */
 int config_url_port(const char *url);

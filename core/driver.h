@@ -42,6 +42,7 @@ typedef struct transfer_result {
     const char *body; /* NUL-terminated; valid during the callback only */
     size_t body_len;
     const char *error; /* what went wrong when !ok */
+    bool too_large;    /* !ok because the answer was over the limit: the peer did answer */
     const char *etag;  /* the answer's ETag header, NULL if none */
     /* From a transport that carries records (engine_transport.carries_records): the answer's
      * records, in place of a JSON body, valid during the callback only. */

@@ -41,17 +41,30 @@ static bool merge_answer(engine *e, const transfer_result *r, wire_kind kind, co
         return false;
     }
     if (r->records) {
-        membership_merge_all(e->m, r->records, r->record_count, engine_now(e));
+        engine_merge(e, r->records, r->record_count);
         return true;
     }
     if (!wire_parse(r->body, r->body_len, kind, &msg, why, sizeof why)) {
         log_warn(e->cfg.log_level, "%s: answer refused: %s", from, why);
         return false;
     }
-    membership_merge_all(e->m, msg.entries, msg.count, engine_now(e));
+    engine_merge(e, msg.entries, msg.count);
     wire_message_free(&msg);
     return true;
 }
+
+void engine_merge(engine *e, const member_update *u, size_t count) {
+    uint64_t dropped = e->m->stats.dropped_over_limit;
+    membership_merge_all(e->m, u, count, engine_now(e));
+    if (e->m->stats.dropped_over_limit != dropped)
+        log_warn(e->cfg.log_level,
+                 "state over its limit (SHAZBOT_MAX_BODY %zu bytes, which peers refuse beyond): dropped %llu "
+                 "records, the oldest offline first (%llu in all)",
+                 e->cfg.max_body, (unsigned long long)(e->m->stats.dropped_over_limit - dropped),
+                 (unsigned long long)e->m->stats.dropped_over_limit);
+}
+
+static long gossip_timeout_ms(const engine *e) { return (long)(config_gossip_timeout(&e->cfg) * 1000); }
 
 static bool send_gossip(engine *e, const char *peer_url, transfer_done_fn done) {
     buf url = {0}, body = {0};
@@ -60,7 +73,7 @@ static bool send_gossip(engine *e, const char *peer_url, transfer_done_fn done) 
     if (!as_records) wire_write_list(&body, e->m, WIRE_WITH_MESSAGE | WIRE_WITH_OFFLINE);
     transfer_request req = {.method = "POST", .url = url.data, .authorization = e->cfg.secret,
                             .body = body.data, .body_len = body.len, .records = as_records ? e->m : NULL,
-                            .timeout_ms = ENGINE_GOSSIP_TIMEOUT_MS, .direct = true};
+                            .timeout_ms = gossip_timeout_ms(e), .direct = true};
     bool ok = !url.failed && !body.failed && start_transfer(e, &req, done);
     buf_free(&url);
     buf_free(&body);
@@ -133,6 +146,26 @@ static void send_round(engine *e) {
     }
 }
 
+/* A peer that answered, only not with a message we take: it refused our body as too large
+ * (413), or its answer was over our limit. It is alive, so this says nothing of its liveness:
+ * moving it offline would cut a healthy link over one oversized state (the states are kept
+ * within SHAZBOT_MAX_BODY, so this is a peer whose limit is lower than ours, or one whose
+ * state grew before it had the limit). */
+static bool refused_for_size(const transfer_result *r) {
+    return (r->ok && r->status == 413) || (!r->ok && r->too_large);
+}
+
+/* Whether a peer that failed twice is moved offline. Not while others keep bringing news of
+ * it (a newer lastUpdate, which only the peer itself makes) within the suspicion window: then
+ * only the link from here is broken, and declaring it offline would make every other node
+ * drop a live peer until it refutes, again and again (the asymmetric link). A dead peer makes
+ * no news, so once the window has passed since the last, the verdict falls as before. */
+static bool heard_of_lately(engine *e, const char *url) {
+    const member *p = membership_find(e->m, url, strlen(url));
+    double window_ms = config_suspicion_window(&e->cfg) * 1000;
+    return p && (double)(engine_now(e) - p->heard_ms) < window_ms;
+}
+
 static void on_round_answer(void *arg, const transfer_result *r) {
     engine *e = arg;
     if (!e->round.peer) return;
@@ -144,17 +177,52 @@ static void on_round_answer(void *arg, const transfer_result *r) {
         end_round(e);
         return;
     }
-    if (!e->round.retried) {
-        /* First failure: the same peer once more, 3 s later. */
-        e->round.retried = true;
-        engine_arm(e, e->round.retry_timer, ENGINE_GOSSIP_RETRY_SECONDS);
+    if (refused_for_size(r)) {
+        log_warn(e->cfg.log_level, "peer %s is alive but %s: not moved offline", e->round.peer,
+                 r->ok ? "refused our state as too large (413)" : "answered more than SHAZBOT_MAX_BODY");
+        end_round(e);
         return;
     }
-    if (membership_mark_offline(e->m, e->round.peer, strlen(e->round.peer), engine_now(e))) {
+    if (!e->round.retried) {
+        /* First failure: the same peer once more, a little later. */
+        e->round.retried = true;
+        engine_arm(e, e->round.retry_timer, config_gossip_retry(&e->cfg));
+        return;
+    }
+    if (heard_of_lately(e, e->round.peer)) {
+        e->round.spared++;
+        log_debug(e->cfg.log_level, "peer %s failed twice but others heard from it lately: still online", e->round.peer);
+    } else if (membership_mark_offline(e->m, e->round.peer, strlen(e->round.peer), engine_now(e))) {
         log_info(e->cfg.log_level, "peer %s failed twice: now offline", e->round.peer);
         if (e->observer.peer_failed) e->observer.peer_failed(e->observer.ctx, e->round.peer);
     }
     end_round(e);
+}
+
+/* ---- probes: now and then a round also sends our state to an offline peer --------------- */
+
+/* Gossip goes only to online peers, so two sides of a partition that each moved the other
+ * offline never spoke again once the links came back (only an announcement, minutes later,
+ * or a restart reconnected them). A probe answered is a live peer: its answer carries its
+ * own fresh record and its side's, merged at once, and our message carries its offline
+ * record, which it refutes. A probe that fails changes nothing. */
+static void on_probe_answer(void *arg, const transfer_result *r) {
+    engine *e = arg;
+    if (merge_answer(e, r, WIRE_GOSSIP, e->probe.peer ? e->probe.peer : "probe"))
+        log_info(e->cfg.log_level, "offline peer %s answered a probe", e->probe.peer);
+    free(e->probe.peer);
+    e->probe.peer = NULL;
+}
+
+static void probe_offline_peer(engine *e) {
+    if (e->probe.peer) return; /* one at a time */
+    const member *p = policy_probe_target(e->pol, e->m, engine_now(e));
+    if (!p || !(e->probe.peer = strdup(p->base_url))) return;
+    e->probe.sent++;
+    if (!send_gossip(e, e->probe.peer, on_probe_answer)) {
+        free(e->probe.peer);
+        e->probe.peer = NULL;
+    }
 }
 
 static void on_gossip_retry(void *arg) {
@@ -167,6 +235,7 @@ static void on_gossip_timer(void *arg) {
     int64_t now = engine_now(e);
     membership_refresh_self(e->m, now);
     membership_purge(e->m, now);
+    probe_offline_peer(e);
     const member *peer = policy_gossip_target(e->pol, e->m);
     if (!peer || !(e->round.peer = strdup(peer->base_url))) {
         end_round(e);
@@ -265,6 +334,7 @@ bool engine_init(engine *e, const shazbot_settings *s, engine_clock clock, engin
     policy_set_log_level(pol, e->cfg.log_level);
     e->m = membership_new(e->cfg.base_url, e->cfg.monitor, engine_now(e), (int64_t)(e->cfg.max_clock_skew * 1000));
     bool ok = e->m != NULL;
+    if (ok) membership_set_limit(e->m, engine_state_limit(e->cfg.max_body));
     for (size_t i = 0; ok && i < ENGINE_TIMER_COUNT; i++)
         ok = (*timer_slot(e, i) = clock.timer_new(clock.ctx, engine_timers[i].fire, e)) != NULL;
     if (!ok) snprintf(err, err_len, "cannot set up the node (out of memory?)");
@@ -277,6 +347,7 @@ void engine_destroy(engine *e) {
     policy_free(e->pol);
     membership_free(e->m);
     free(e->round.peer);
+    free(e->probe.peer);
     config_free(&e->cfg);
     *e = (engine){0};
 }
@@ -293,9 +364,8 @@ int engine_start(engine *e) {
 }
 
 void engine_take_gossip(engine *e, const member_update *u, size_t count) {
-    int64_t now = engine_now(e);
-    membership_refresh_self(e->m, now);
-    membership_merge_all(e->m, u, count, now);
+    membership_refresh_self(e->m, engine_now(e));
+    engine_merge(e, u, count);
 }
 
 bool engine_serving(const engine *e) { return e->state == NODE_RUNNING || e->state == NODE_STOPPING; }

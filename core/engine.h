@@ -6,14 +6,18 @@
 
 #include "node.h"
 
-#define ENGINE_GOSSIP_TIMEOUT_MS 5000
 #define ENGINE_MASTER_LIST_TIMEOUT_MS 10000
-#define ENGINE_GOSSIP_RETRY_SECONDS 3.0
 #define ENGINE_MASTER_BACKOFF_MAX 60.0
 #define ENGINE_ANNOUNCE_MAX_CONFLICTS 5
+/* The gossip timeout and retry follow the interval: config_gossip_timeout, _retry. */
 /* Shutdown waits this long for the goodbye fan-out, and at most this long in all. */
 #define ENGINE_SHUTDOWN_FANOUT_SECONDS 6.0
 #define ENGINE_SHUTDOWN_TOTAL_SECONDS 25.0
+/* The most bytes of records the state holds: what a peer with the same SHAZBOT_MAX_BODY
+ * accepts as a gossip message, less room for the message's own framing. */
+static inline size_t engine_state_limit(size_t max_body) {
+    return max_body > 4096 ? max_body - 1024 : max_body / 2;
+}
 /* The longest a timer is armed for (see engine_arm). */
 #define ENGINE_ARM_MAX_SECONDS (30.0 * 86400)
 
@@ -34,6 +38,10 @@ void engine_stop_now(engine *e);
 /* A gossip message that was accepted (PROTOCOL.md, POST clustershazbot/gossip): the own
  * record is refreshed, then the entries merged. */
 void engine_take_gossip(engine *e, const member_update *u, size_t count);
+
+/* Merges records from anywhere (a peer's message or answer, the master list), logging what
+ * the state's limit made it drop (membership_set_limit). */
+void engine_merge(engine *e, const member_update *u, size_t count);
 
 /* The process is gone at once (a simulated kill -9): every timer stops, nothing is sent and
  * no callback runs; answers still on their way must not be delivered. */

@@ -82,7 +82,9 @@ static member *insert(membership *m, const char *url, size_t len, bool monitor,
     r->status = s;
     m->online += s == MEMBER_ONLINE;
     r->index = m->count;
+    r->seq = m->next_seq++;
     r->hash = url_hash(url, len);
+    m->wire_bytes += membership_wire_bound(len);
     m->members[m->count++] = r;
     size_t slot = r->hash & (m->bucket_count - 1);
     r->hash_next = m->buckets[slot];
@@ -101,6 +103,7 @@ static void remove_at(membership *m, size_t i) {
         }
     }
     m->online -= r->status == MEMBER_ONLINE;
+    m->wire_bytes -= membership_wire_bound(r->url_len);
     m->members[i] = m->members[--m->count];
     m->members[i]->index = i;
     member_free(r);
@@ -149,6 +152,13 @@ bool membership_url_valid(const char *url, size_t len) {
     return true;
 }
 
+/* Older than the retention of offline records (PROTOCOL.md rule 4). A comparison with a bound
+ * rather than `now - last_update > retention`, which overflowed (undefined, and the record was
+ * never purged) for a lastUpdate near INT64_MIN. */
+bool membership_expired(int64_t last_update, int64_t now_ms) {
+    return last_update < now_ms - SHAZBOT_OFFLINE_RETENTION_MS;
+}
+
 static member *find_hashed(const membership *m, const char *url, size_t len, uint64_t h) {
     if (!m->bucket_count) return NULL;
     for (member *r = m->buckets[h & (m->bucket_count - 1)]; r; r = r->hash_next)
@@ -195,6 +205,13 @@ static merge_result merge_hashed(membership *m, const member_entry *e, member_st
         m->stats.skipped_future++;
         return MERGE_SKIPPED_FUTURE;
     }
+    /* An offline record past the purge horizon would be purged at the next round and taken
+     * back from the next peer that still holds it, for ever: it never enters (rule 4). Online
+     * records of any age still do: hand-written master lists say "lastUpdate": 0. */
+    if (s == MEMBER_OFFLINE && membership_expired(e->last_update, now_ms)) {
+        m->stats.skipped_expired++;
+        return MERGE_SKIPPED_EXPIRED;
+    }
     if (r == m->self) {
         if (s == MEMBER_OFFLINE && r->status == MEMBER_ONLINE &&
             e->last_update >= r->last_update) {
@@ -206,20 +223,55 @@ static merge_result merge_hashed(membership *m, const member_entry *e, member_st
         return MERGE_SELF_IGNORED;
     }
     if (!r) {
-        return insert(m, e->base_url, e->url_len, e->monitor, e->last_update, s)
-                   ? MERGE_INSERTED
-                   : MERGE_KEPT; /* out of memory: knowing less is the safe failure */
+        r = insert(m, e->base_url, e->url_len, e->monitor, e->last_update, s);
+        if (!r) return MERGE_KEPT; /* out of memory: knowing less is the safe failure */
+        /* A record first learned is only as much news as its own timestamp: a hand-written
+         * master list's "lastUpdate": 0 says nothing of the peer being alive now. */
+        r->heard_ms = e->last_update < now_ms ? e->last_update : now_ms;
+        return MERGE_INSERTED;
     }
     if (e->last_update > r->last_update) {
         set_record(m, r, e->monitor, e->last_update, s);
+        r->heard_ms = now_ms;
         return MERGE_UPDATED;
     }
     return MERGE_KEPT;
 }
 
+/* The order records are dropped in when the state outgrows its limit: offline ones first,
+ * the oldest first (the least likely to matter again); then online ones, the most recently
+ * learned first, so that a flood of new names cannot push out the members known before it.
+ * The own record is never a candidate. */
+static int by_drop_order(const void *pa, const void *pb) {
+    const member *a = *(member *const *)pa, *b = *(member *const *)pb;
+    if (a->status != b->status) return a->status == MEMBER_OFFLINE ? -1 : 1;
+    if (a->status == MEMBER_OFFLINE)
+        return (a->last_update > b->last_update) - (a->last_update < b->last_update);
+    return (a->seq < b->seq) - (a->seq > b->seq);
+}
+
+size_t membership_enforce_limit(membership *m) {
+    if (!m->max_wire_bytes || m->wire_bytes <= m->max_wire_bytes || m->count < 2) return 0;
+    size_t n = 0;
+    member **order = malloc((m->count - 1) * sizeof *order);
+    if (!order) return 0; /* out of memory: over the limit until the next merge */
+    for (size_t i = 0; i < m->count; i++)
+        if (m->members[i] != m->self) order[n++] = m->members[i];
+    qsort(order, n, sizeof *order, by_drop_order);
+    /* A little under the limit, so that a state at its limit does not sort itself again for
+     * every record a message adds. */
+    size_t target = m->max_wire_bytes - m->max_wire_bytes / 32, dropped = 0;
+    for (size_t i = 0; i < n && m->wire_bytes > target; i++, dropped++) remove_at(m, order[i]->index);
+    free(order);
+    m->stats.dropped_over_limit += dropped;
+    return dropped;
+}
+
 merge_result membership_merge(membership *m, const member_entry *e, member_status s,
                               int64_t now_ms) {
-    return merge_hashed(m, e, s, now_ms, url_hash(e->base_url, e->url_len));
+    merge_result r = merge_hashed(m, e, s, now_ms, url_hash(e->base_url, e->url_len));
+    membership_enforce_limit(m);
+    return r;
 }
 
 /* Merging a large message is bound by memory rather than by work: once the state outgrows
@@ -259,6 +311,7 @@ void membership_merge_all(membership *m, const member_update *u, size_t count, i
         }
         merge_hashed(m, &u[i].e, u[i].status, now_ms, hash);
     }
+    membership_enforce_limit(m);
 }
 
 void membership_refresh_self(membership *m, int64_t now_ms) {
@@ -281,18 +334,11 @@ bool membership_mark_offline(membership *m, const char *url, size_t len, int64_t
     return true;
 }
 
-/* Older than the retention of offline records (PROTOCOL.md rule 4). A comparison with a bound
- * rather than `now - last_update > retention`, which overflowed (undefined, and the record was
- * never purged) for a lastUpdate near INT64_MIN. */
-static bool past_retention(int64_t last_update, int64_t now_ms) {
-    return last_update < now_ms - SHAZBOT_OFFLINE_RETENTION_MS;
-}
-
 size_t membership_purge(membership *m, int64_t now_ms) {
     size_t removed = 0;
     for (size_t i = m->count; i-- > 0;) {
         member *r = m->members[i];
-        if (r != m->self && r->status == MEMBER_OFFLINE && past_retention(r->last_update, now_ms)) {
+        if (r != m->self && r->status == MEMBER_OFFLINE && membership_expired(r->last_update, now_ms)) {
             remove_at(m, i);
             removed++;
         }
@@ -302,4 +348,9 @@ size_t membership_purge(membership *m, int64_t now_ms) {
 
 size_t membership_count(const membership *m, member_status s) {
     return s == MEMBER_ONLINE ? m->online : m->count - m->online;
+}
+
+void membership_set_limit(membership *m, size_t bytes) {
+    m->max_wire_bytes = bytes;
+    membership_enforce_limit(m);
 }

@@ -28,6 +28,11 @@ typedef struct member {
     size_t wire_len;
     struct member *hash_next;
     size_t index; /* position in membership.members */
+    uint64_t seq; /* insertion order: see membership_enforce_limit */
+    /* This node's clock when a merge last brought news of the record (a newer lastUpdate;
+     * for a record inserted, its lastUpdate): how recently someone heard from the peer.
+     * Local, never on the wire. */
+    int64_t heard_ms;
     char base_url[]; /* in the same allocation: one cache miss less per lookup */
 } member;
 
@@ -50,11 +55,18 @@ typedef enum {
     MERGE_SKIPPED_URL,     /* baseUrl is not an http(s) URL ending in '/' */
     MERGE_SKIPPED_TIME,    /* lastUpdate is not a finite integer */
     MERGE_SKIPPED_FUTURE,  /* lastUpdate beyond the allowed clock skew */
+    MERGE_SKIPPED_EXPIRED, /* an offline record past the purge horizon (rule 4) */
 } merge_result;
 
 typedef struct membership_stats {
-    uint64_t skipped_url, skipped_time, skipped_future, refutations;
+    uint64_t skipped_url, skipped_time, skipped_future, skipped_expired, refutations;
+    uint64_t dropped_over_limit; /* records dropped to keep the state within its limit */
 } membership_stats;
+
+/* The most bytes one record can take in a gossip message, its separator included:
+ * {"baseUrl":"<url>","monitor":false,"lastUpdate":-9223372036854775808}, */
+#define MEMBER_WIRE_OVERHEAD 66
+static inline size_t membership_wire_bound(size_t url_len) { return url_len + MEMBER_WIRE_OVERHEAD; }
 
 /* The wire form of every record but this node's own, one list per status, joined and cached
  * by wire.c: the own record changes with nearly every request, the others rarely. */
@@ -72,6 +84,10 @@ typedef struct membership {
     member *self;
     int64_t max_skew_ms;
     membership_stats stats;
+    /* The bound of the state's gossip message (membership_wire_bound of every record), and
+     * the most it may be: 0 for no limit (membership_set_limit). */
+    size_t wire_bytes, max_wire_bytes;
+    uint64_t next_seq;
     peers_json peers[2]; /* by member_status */
 } membership;
 
@@ -107,9 +123,20 @@ bool membership_set_self_online(membership *m, bool online, int64_t now_ms);
 /* A peer that failed twice: offline, lastUpdate = now. Returns false if unknown or self. */
 bool membership_mark_offline(membership *m, const char *url, size_t len, int64_t now_ms);
 
+/* True when an offline record of this lastUpdate is past the purge horizon at `now_ms`. */
+bool membership_expired(int64_t last_update, int64_t now_ms);
+
 /* Removes offline records older than SHAZBOT_OFFLINE_RETENTION_MS; returns how many. */
 size_t membership_purge(membership *m, int64_t now_ms);
 
 size_t membership_count(const membership *m, member_status s);
+
+/* Keeps the state's gossip message within `bytes` (0: no limit): a peer refuses a body over
+ * its SHAZBOT_MAX_BODY, and a state that outgrew it would cut every link for good. Every
+ * merge enforces it; records past it are dropped in the order of membership_enforce_limit
+ * (membership.c), counted in stats.dropped_over_limit. */
+void membership_set_limit(membership *m, size_t bytes);
+/* Drops records until the state is within its limit; returns how many. */
+size_t membership_enforce_limit(membership *m);
 
 #endif

@@ -27,7 +27,14 @@ typedef struct node_round {
     engine_timer *retry_timer; /* the one retry after a failure */
     char *peer;                /* the peer of the round under way, NULL between rounds */
     bool retried;              /* its one retry has been used */
+    uint64_t spared;           /* verdicts withheld: peers others still heard from (engine.c) */
 } node_round;
+
+/* Probes of offline peers, beside the rounds (engine.c). */
+typedef struct node_probe {
+    char *peer; /* the probe under way, NULL when none */
+    uint64_t sent;
+} node_probe;
 
 /* The master list's first download, retried with backoff until it succeeds. */
 typedef struct node_bootstrap {
@@ -74,6 +81,7 @@ typedef struct engine {
     policy *pol;
     node_state state;
     node_round round;
+    node_probe probe;
     node_bootstrap bootstrap;
     node_announcer announcer;
     node_shutdown shutdown;

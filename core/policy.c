@@ -344,6 +344,45 @@ size_t policy_targets(policy *p, membership *m, targets_kind kind, const member 
     return count;
 }
 
+/* ---- probes of offline peers -------------------------------------------------------------- */
+
+typedef struct probe_args {
+    membership *m;
+    int64_t now_ms;
+    size_t count; /* offline peers younger than the purge horizon */
+} probe_args;
+
+static bool probe_candidate(const probe_args *a, const member *r) {
+    return r != a->m->self && r->status == MEMBER_OFFLINE && !membership_expired(r->last_update, a->now_ms);
+}
+
+static void push_probe_args(policy *p, void *ctx, int *nargs) {
+    lua_pushinteger(p->L, (lua_Integer)((probe_args *)ctx)->count);
+    *nargs = 1;
+}
+
+static const char *check_probe(policy *p, void *ctx) {
+    if (lua_isnil(p->L, -1)) return NULL;
+    int isnum;
+    lua_Integer k = lua_tointegerx(p->L, -1, &isnum);
+    return isnum && k >= 1 && (lua_Unsigned)k <= ((probe_args *)ctx)->count
+               ? NULL
+               : "returned neither nil nor a position among the offline peers (1..count)";
+}
+
+/* Only a count goes to the hook, not the records: a state of 100,000 offline records would
+ * otherwise be copied into Lua every round for one choice. */
+const member *policy_probe_target(policy *p, membership *m, int64_t now_ms) {
+    probe_args a = {m, now_ms, 0};
+    for (size_t i = 0; i < m->count; i++) a.count += probe_candidate(&a, m->members[i]);
+    if (a.count == 0 || !call_hook(p, "probe_target", push_probe_args, check_probe, &a)) return NULL;
+    lua_Integer k = lua_isnil(p->L, -1) ? 0 : lua_tointeger(p->L, -1);
+    lua_pop(p->L, 1);
+    for (size_t i = 0; k > 0 && i < m->count; i++)
+        if (probe_candidate(&a, m->members[i]) && --k == 0) return m->members[i];
+    return NULL;
+}
+
 typedef struct delay_args {
     double a, b;
     int count;

@@ -32,6 +32,10 @@ void policy_free(policy *p);
 /* A known online peer to gossip with this round, or NULL when there is none. */
 const member *policy_gossip_target(policy *p, membership *m);
 
+/* An offline peer, younger than the purge horizon, to probe this round (the probe_target
+ * hook chooses which, or none): NULL for none. See engine.c, probes. */
+const member *policy_probe_target(policy *p, membership *m, int64_t now_ms);
+
 typedef enum { TARGETS_BOOTSTRAP, TARGETS_SHUTDOWN } targets_kind;
 /* Known online peers (never this node), without duplicates. Returns how many were written to
  * `out` (an array of m->count entries). */

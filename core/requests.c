@@ -100,7 +100,8 @@ int requests_happy(engine *e, const char *auth, bool quick, buf *out) {
     bool running = engine_serving(e);
     health_info info = {.running = running, .m = running ? e->m : NULL};
     info.error = running ? NULL : e->state == NODE_CREATED ? "engine not started" : "engine stopped";
-    info.skipped_entries = e->m->stats.skipped_url + e->m->stats.skipped_time + e->m->stats.skipped_future;
+    info.skipped_entries = e->m->stats.skipped_url + e->m->stats.skipped_time + e->m->stats.skipped_future +
+                          e->m->stats.skipped_expired;
     info.refutations = e->m->stats.refutations;
     stats_figures(e, &info);
     if (quick) happy_write_quick(out, &info);

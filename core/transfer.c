@@ -80,6 +80,7 @@ static void check_finished(transfer_pool *pool) {
         r.body = j->response.data ? j->response.data : "";
         r.body_len = j->response.len;
         r.etag = j->etag;
+        r.too_large = j->too_large;
         /* The callback may start new transfers; the finished one is still in the multi
          * handle until job_free, which curl allows. */
         j->done(j->arg, &r);

@@ -52,15 +52,6 @@ static const char *list_name(const parser *p) {
     return p->list_status == MEMBER_ONLINE ? "online" : "offline";
 }
 
-static const char *field_name(field_key f) {
-    switch (f) {
-    case FIELD_BASE_URL: return "baseUrl";
-    case FIELD_MONITOR: return "monitor";
-    case FIELD_LAST_UPDATE: return "lastUpdate";
-    default: return "?";
-    }
-}
-
 static const char *top_name(top_key t) {
     switch (t) {
     case TOP_MESSAGE: return "message";
@@ -71,6 +62,27 @@ static const char *top_name(top_key t) {
 }
 
 static wire_entry *current_entry(parser *p) { return &p->msg->entries[p->msg->count - 1]; }
+
+static int append_url(parser *p, const unsigned char *s, size_t len);
+
+/* A known field of a record holding a value of the wrong type (PROTOCOL.md merge rule 1, as
+ * clarified): the record is kept, marked so that membership skips it and counts it, and the
+ * rest of the message is still merged. A node of the original library relays whatever it was
+ * given; refusing its whole message for one odd record would cut every link to it. A monitor
+ * that is not a boolean reads as false; a baseUrl that is not a string, or a lastUpdate that
+ * is not a number, makes the record one that is skipped. */
+static int field_of_wrong_type(parser *p) {
+    wire_entry *e = current_entry(p);
+    switch (p->field) {
+    case FIELD_BASE_URL:
+        if (p->record_has_url) return 1; /* duplicate key: the first one wins */
+        p->record_has_url = true;
+        return append_url(p, (const unsigned char *)"", 0); /* not a URL: skipped */
+    case FIELD_MONITOR: e->e.monitor = false; return 1;
+    case FIELD_LAST_UPDATE: e->e.last_update_ok = false; return 1;
+    default: return 1;
+    }
+}
 
 /* Called for every scalar and container start. Returns 1 to go on, 0 after fail(). `what`
  * names the JSON type found, for the error message. */
@@ -88,13 +100,7 @@ static int expect_position(parser *p, const char *what, bool container) {
     case 2:
         return fail(p, "%s[%zu]: expected an object, found %s", list_name(p), p->list_index, what);
     case 3:
-        if (p->field == FIELD_OTHER) return 1;
-        return fail(p, "%s[%zu].%s: expected %s, found %s", list_name(p), p->list_index,
-                    field_name(p->field),
-                    p->field == FIELD_BASE_URL  ? "a string"
-                    : p->field == FIELD_MONITOR ? "a boolean"
-                                                : "an integer",
-                    what);
+        return field_of_wrong_type(p);
     default:
         (void)container;
         return fail(p, "body: unexpected %s", what);
@@ -111,8 +117,9 @@ static int enter_container(parser *p) {
 /* A container that is neither the top object, a list nor a record: the value of an unknown
  * key, skipped whole, or else something out of place. */
 static int enter_other_container(parser *p, const char *what) {
-    if (p->skip_depth == 0 && ((p->depth == 1 && p->top == TOP_OTHER) ||
-                               (p->depth == 3 && p->field == FIELD_OTHER))) {
+    if (p->skip_depth == 0 && ((p->depth == 1 && p->top == TOP_OTHER) || p->depth == 3)) {
+        /* Under a record's known field a container is a value of the wrong type. */
+        if (p->depth == 3 && !field_of_wrong_type(p)) return 0;
         if (!enter_container(p)) return 0;
         p->skip_depth = 1;
         return 1;
@@ -155,8 +162,9 @@ static int on_end_map(void *ctx) {
     }
     if (p->depth == 2 && p->in_record) {
         p->in_record = false;
-        if (!p->record_has_url)
-            return fail(p, "%s[%zu].baseUrl: missing", list_name(p), p->list_index);
+        /* Without a baseUrl the record names nobody: kept as an empty one, which
+         * membership skips and counts like any other invalid URL. */
+        if (!p->record_has_url && !append_url(p, (const unsigned char *)"", 0)) return 0;
         p->list_index++;
     }
     return 1;
@@ -248,24 +256,27 @@ static int read_last_update(parser *p, const char *text, size_t len) {
         }
     }
     char tmp[64];
-    if (len >= sizeof tmp)
-        return fail(p, "%s[%zu].lastUpdate: number out of range", list_name(p), p->list_index);
+    /* Out of range is not a finite 64-bit integer: the record is skipped, the message kept. */
+    if (len >= sizeof tmp) {
+        e->last_update_ok = false;
+        return 1;
+    }
     memcpy(tmp, text, len);
     tmp[len] = '\0';
     if (strpbrk(tmp, ".eE") == NULL) {
         errno = 0;
         char *end;
         long long v = strtoll(tmp, &end, 10);
-        if (errno == ERANGE || *end != '\0')
-            return fail(p, "%s[%zu].lastUpdate: number out of range", list_name(p), p->list_index);
+        if (errno == ERANGE || *end != '\0') {
+            e->last_update_ok = false;
+            return 1;
+        }
         e->last_update = v;
         e->last_update_ok = true;
         return 1;
     }
     double d = strtod(tmp, NULL);
-    if (!isfinite(d) || fabs(d) >= 9.2e18)
-        return fail(p, "%s[%zu].lastUpdate: number out of range", list_name(p), p->list_index);
-    e->last_update_ok = floor(d) == d;
+    e->last_update_ok = isfinite(d) && fabs(d) < 9.2e18 && floor(d) == d;
     e->last_update = e->last_update_ok ? (int64_t)d : 0;
     return 1;
 }

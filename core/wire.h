@@ -3,8 +3,10 @@
  * Parsing is a single streaming pass (yajl's callbacks; no document tree: chosen by
  * measurement, see README) into a flat list of entries, and it either accepts the whole body
  * or rejects it with a message naming the field, so that a rejected request changes nothing.
- * Whether an accepted entry is merged is membership's decision (invalid URLs and timestamps
- * are skipped there, not rejected here). */
+ * Only the shape of the message is refused (not JSON, not an object, no online array, a wrong
+ * message, a list item that is not an object). Inside a record anything goes: a field of the
+ * wrong type or a missing baseUrl marks the record, and membership skips and counts it (merge
+ * rule 1), so one odd record relayed by a peer does not cut that peer off. */
 #ifndef SHAZBOT_WIRE_H
 #define SHAZBOT_WIRE_H
 

@@ -40,6 +40,18 @@ function policy.gossip_target(peers, self)
   return peers[math.random(#peers)].baseUrl
 end
 
+-- Which offline peer to probe this round, as a position 1..count among the `count` offline
+-- peers younger than the purge horizon, or nil for none. A probe is a gossip message to a
+-- peer believed offline: if it answers, it was not (a partition that healed, a peer that
+-- restarted), and one answer brings it and its side of the cluster back online at once. It
+-- runs beside the round and costs one request to a peer that is most often really gone, so
+-- by default every other round on average probes one at random.
+policy.probe_chance = 0.5
+function policy.probe_target(count)
+  if math.random() < policy.probe_chance then return math.random(count) end
+  return nil
+end
+
 -- Up to `policy.fanout` random peers plus every monitor, as a list of baseUrls.
 local function fanout_targets(peers)
   local chosen, seen = {}, {}

@@ -116,7 +116,9 @@ describe("the Lua module", function()
     assert.are.equal(401, select(2, node:gossip_request(nil, { message = "gossip", online = {} })))
     assert.are.equal(400, select(2, node:gossip_request(cluster.secret, "{not json")))
     assert.are.equal(400, select(2, node:gossip_request(cluster.secret, { message = "gossip" })))
-    assert.are.equal(400, select(2, node:gossip_request(cluster.secret, { message = "gossip", online = { { baseUrl = 5 } } })))
+    assert.are.equal(400, select(2, node:gossip_request(cluster.secret, { message = "gossip", online = { 5 } })))
+    -- A record of the wrong type is skipped, not a refusal (merge rule 1).
+    assert.are.equal(200, select(2, node:gossip_request(cluster.secret, { message = "gossip", online = { { baseUrl = 5 } } })))
     assert.are.equal(400, select(2, node:gossip_request(cluster.secret))) -- no body at all
 
     body, status = node:list_request()

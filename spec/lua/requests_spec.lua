@@ -159,24 +159,6 @@ describe("a node's endpoints", function()
         "online[0]: expected an object, found an array" },
       { "an offline element that is a number", function(r) return '{"message":"gossip","online":[' .. r .. '],"offline":[1]}' end,
         "offline[0]: expected an object, found a number" },
-      { "baseUrl not a string", function(r) return '{"message":"gossip","online":[' .. r .. ',{"baseUrl":7,"lastUpdate":1}]}' end,
-        "online[1].baseUrl: expected a string, found a number" },
-      { "baseUrl missing", function(r) return '{"message":"gossip","online":[' .. r .. ',{"monitor":true,"lastUpdate":1}]}' end,
-        "online[1].baseUrl: missing" },
-      { "monitor a string", function(r) return '{"message":"gossip","online":[' .. r .. ',' .. second .. '"monitor":"yes"}]}' end,
-        "online[1].monitor: expected a boolean, found a string" },
-      { "monitor a string in the offline list", function(r)
-          return '{"message":"gossip","online":[' .. r .. '],"offline":[' .. second .. '"monitor":"no"}]}' end,
-        "offline[0].monitor: expected a boolean, found a string" },
-      { "lastUpdate a string", function(r) return '{"message":"gossip","online":[' .. r .. ',' .. second .. '"lastUpdate":"1"}]}' end,
-        "online[1].lastUpdate: expected an integer, found a string" },
-      { "lastUpdate 1e400", function(r) return '{"message":"gossip","online":[' .. r .. ',' .. second .. '"lastUpdate":1e400}]}' end,
-        "online[1].lastUpdate: number out of range" },
-      { "lastUpdate 99999999999999999999999", function(r)
-          return '{"message":"gossip","online":[' .. r .. ',' .. second .. '"lastUpdate":99999999999999999999999}]}' end,
-        "online[1].lastUpdate: number out of range" },
-      { "lastUpdate 1e19", function(r) return '{"message":"gossip","online":[' .. r .. ',' .. second .. '"lastUpdate":1e19}]}' end,
-        "online[1].lastUpdate: number out of range" },
       { "100 nested arrays under an unknown key", function(r)
           return '{"message":"gossip","online":[' .. r .. '],"x":' .. string.rep("[", 100) .. string.rep("]", 100) .. '}' end,
         "nested deeper than" },
@@ -214,6 +196,53 @@ describe("a node's endpoints", function()
         assert.is_nil(knows(node, record.baseUrl))
         assert.is_nil(knows(node, "http://127.0.0.1:2/"))
       end)
+    end
+  end)
+
+  describe("records with fields of the wrong type", function()
+    -- PROTOCOL.md merge rule 1, as clarified: inside a record anything goes. The record is
+    -- skipped and counted (a monitor that is not a boolean reads as false), the rest of the
+    -- message merged: a node of the original library relays such a record as it got it, and
+    -- a 400 for its whole message cut every link to it. { what, the odd record's JSON,
+    -- whether it is merged (with monitor false) rather than skipped }.
+    local url = "http://127.0.0.1:2/"
+    local odd = {
+      { "baseUrl a number", '{"baseUrl":7,"lastUpdate":1}' },
+      { "baseUrl missing", '{"monitor":true,"lastUpdate":1}' },
+      { "baseUrl an object", '{"baseUrl":{"a":["' .. url .. '"]},"lastUpdate":1}' },
+      { "lastUpdate a string", '{"baseUrl":"' .. url .. '","lastUpdate":"1"}' },
+      { "lastUpdate 1e400", '{"baseUrl":"' .. url .. '","lastUpdate":1e400}' },
+      { "lastUpdate 99999999999999999999999", '{"baseUrl":"' .. url .. '","lastUpdate":99999999999999999999999}' },
+      { "lastUpdate 1e19", '{"baseUrl":"' .. url .. '","lastUpdate":1e19}' },
+      { "lastUpdate an array", '{"baseUrl":"' .. url .. '","lastUpdate":[1]}' },
+      { "monitor a string", '{"baseUrl":"' .. url .. '","monitor":"yes","lastUpdate":NOW}', true },
+      { "monitor a number", '{"baseUrl":"' .. url .. '","monitor":1,"lastUpdate":NOW}', true },
+    }
+    for _, case in ipairs(odd) do
+      for _, list in ipairs({ "online", "offline" }) do
+        it("answers 200 and merges the rest: " .. case[1] .. " in the " .. list .. " list", function()
+          local skipped = happy(node).extensions.clustershazbot.skippedEntries
+          local good = fresh_record()
+          local odd_json = case[2]:gsub("NOW", tostring(now_ms()))
+          local others = list == "online" and '"online":[' .. odd_json .. ',' .. cjson.encode(good) .. ']'
+            or '"online":[' .. cjson.encode(good) .. '],"offline":[' .. odd_json .. ']'
+          local status, answer, text = gossip(node, '{"message":"gossip",' .. others .. '}')
+          assert.are.equal(200, status, text)
+          assert.are.equal("gossip", answer.message)
+          local view = cluster.view(node)
+          assert.are.same(good, view.online[good.baseUrl])
+          local held = view[list][url]
+          if case[3] then
+            assert.is_table(held, "the record with an odd monitor was not merged")
+            assert.is_false(held.monitor)
+            assert.are.equal(skipped, happy(node).extensions.clustershazbot.skippedEntries)
+          else
+            assert.is_nil(view.online[url])
+            assert.is_nil(view.offline[url])
+            assert.are.equal(skipped + 1, happy(node).extensions.clustershazbot.skippedEntries)
+          end
+        end)
+      end
     end
   end)
 
