@@ -166,6 +166,17 @@ static bool heard_of_lately(engine *e, const char *url) {
     return p && (double)(engine_now(e) - p->heard_ms) < window_ms;
 }
 
+/* The lastUpdate of an offline verdict: not "now" (PROTOCOL.md), but the start of the
+ * suspicion window, "offline since at least then" (later than the record it replaces here, in
+ * any case). A node that heard from the peer after that, by its own timestamp, keeps it
+ * online (rule 3: newer wins), and the peer itself does not need to refute; a node that has
+ * no news that fresh either takes the verdict. So the verdict spreads only as far as the
+ * peer is silent: everywhere for a dead peer, nowhere else for one that only this node
+ * cannot reach. With the window 0 it is "now", as in the original. */
+static int64_t verdict_stamp(engine *e) {
+    return engine_now(e) - (int64_t)(config_suspicion_window(&e->cfg) * 1000);
+}
+
 static void on_round_answer(void *arg, const transfer_result *r) {
     engine *e = arg;
     if (!e->round.peer) return;
@@ -192,7 +203,7 @@ static void on_round_answer(void *arg, const transfer_result *r) {
     if (heard_of_lately(e, e->round.peer)) {
         e->round.spared++;
         log_debug(e->cfg.log_level, "peer %s failed twice but others heard from it lately: still online", e->round.peer);
-    } else if (membership_mark_offline(e->m, e->round.peer, strlen(e->round.peer), engine_now(e))) {
+    } else if (membership_mark_offline(e->m, e->round.peer, strlen(e->round.peer), verdict_stamp(e))) {
         log_info(e->cfg.log_level, "peer %s failed twice: now offline", e->round.peer);
         if (e->observer.peer_failed) e->observer.peer_failed(e->observer.ctx, e->round.peer);
     }

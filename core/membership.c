@@ -326,10 +326,10 @@ bool membership_set_self_online(membership *m, bool online, int64_t now_ms) {
     return true;
 }
 
-bool membership_mark_offline(membership *m, const char *url, size_t len, int64_t now_ms) {
+bool membership_mark_offline(membership *m, const char *url, size_t len, int64_t stamp_ms) {
     member *r = membership_find(m, url, len);
     if (!r || r == m->self) return false;
-    int64_t stamp = now_ms > r->last_update ? now_ms : r->last_update + 1;
+    int64_t stamp = stamp_ms > r->last_update ? stamp_ms : r->last_update + 1;
     set_record(m, r, r->monitor, stamp, MEMBER_OFFLINE);
     return true;
 }

@@ -120,8 +120,10 @@ void membership_refresh_self(membership *m, int64_t now_ms);
 /* Returns true when the status changed. */
 bool membership_set_self_online(membership *m, bool online, int64_t now_ms);
 
-/* A peer that failed twice: offline, lastUpdate = now. Returns false if unknown or self. */
-bool membership_mark_offline(membership *m, const char *url, size_t len, int64_t now_ms);
+/* A peer that failed twice: offline, lastUpdate = `stamp_ms` (engine.c, verdict_stamp), or
+ * its lastUpdate + 1 when that is later, so that the verdict replaces the record everywhere
+ * the record is not newer. Returns false if unknown or self. */
+bool membership_mark_offline(membership *m, const char *url, size_t len, int64_t stamp_ms);
 
 /* True when an offline record of this lastUpdate is past the purge horizon at `now_ms`. */
 bool membership_expired(int64_t last_update, int64_t now_ms);

@@ -69,7 +69,7 @@ typedef struct sim_node {
 /* What one phase measured. */
 typedef struct phase_result {
     char name[32];
-    char what[128];   /* the outcome in words */
+    char what[192];   /* the outcome in words */
     bool reached;     /* its goal (converged, detected, healed) within max_wait */
     double seconds;   /* to the goal, or the phase's length when it has none */
     double detected_seconds; /* kill/leave: agreed detection; < 0 when not */
@@ -201,7 +201,8 @@ static bool running(const sim_node *n) { return n->proc == PROC_RUNNING || n->pr
 static bool link_up(sim *s, int from, int to) {
     if (to < 0 || from < 0) return true;
     if (s->partitioned && s->nodes[from].group != s->nodes[to].group) return false;
-    if (from == s->blocked_from && to == s->blocked_to) return false;
+    if ((from == s->blocked_from && to == s->blocked_to) || (from == s->blocked_to && to == s->blocked_from))
+        return false;
     if (s->loss > 0 && random_unit(s) < s->loss) return false;
     return true;
 }
@@ -354,6 +355,17 @@ static bool node_init(sim *s, sim_node *n, char *err, size_t err_len) {
                               "SHAZBOT_MASTER_ANNOUNCE_INTERVAL", spread, "SHAZBOT_LOG_LEVEL", "error", NULL};
     bool ok = true;
     for (size_t i = 0; ok && settings[i]; i += 2) ok = config_set(&cfg, settings[i], settings[i + 1], err, err_len);
+    for (size_t i = 0; ok && s->o->settings && s->o->settings[i]; i++) {
+        const char *item = s->o->settings[i], *eq = strchr(item, '=');
+        char name[128];
+        if (!eq || eq == item || (size_t)(eq - item) >= sizeof name) {
+            snprintf(err, err_len, "--set: \"%s\" is not NAME=VALUE", item);
+            ok = false;
+            break;
+        }
+        snprintf(name, sizeof name, "%.*s", (int)(eq - item), item);
+        ok = config_set(&cfg, name, eq + 1, err, err_len);
+    }
     policy *pol = ok ? policy_new_pooled(s->o->policy, s->lua_blocks, err, err_len) : NULL;
     if (pol) {
         policy_seed_random(pol, s->o->seed * 1000003u + (uint64_t)n->index);
@@ -566,15 +578,44 @@ static void phase_remove(sim *s, phase_result *r, bool graceful, int count) {
     free(set.nodes);
 }
 
+/* Of the views of running third parties (neither node of the cut link), how many list one
+ * of its two nodes offline: sampled through an asymmetric fault, since those nodes are alive
+ * and reachable for everyone else. */
+static void sample_third_parties(sim *s, uint64_t *views, uint64_t *offline) {
+    int pair[2] = {s->blocked_from, s->blocked_to};
+    for (int i = 0; i < s->n; i++) {
+        if (s->nodes[i].proc != PROC_RUNNING || i == pair[0] || i == pair[1]) continue;
+        for (int k = 0; k < 2; k++) {
+            const member *r = membership_find(s->nodes[i].e.m, s->nodes[pair[k]].url, strlen(s->nodes[pair[k]].url));
+            ++*views;
+            *offline += !r || r->status != MEMBER_ONLINE;
+        }
+    }
+}
+
 /* A fault for `seconds`, then the time the cluster takes to converge again. */
 static void fault_then_heal(sim *s, phase_result *r, double seconds, void (*heal)(sim *)) {
-    advance(s, seconds);
+    uint64_t views = 0, offline = 0;
+    if (s->blocked_from >= 0) {
+        for (double t = 0; t < seconds; t += sample_step(s)) {
+            advance(s, sample_step(s) < seconds - t ? sample_step(s) : seconds - t);
+            sample_third_parties(s, &views, &offline);
+        }
+    } else {
+        advance(s, seconds);
+    }
     uint64_t during = s->verdicts, flaps_during = s->flaps;
     heal(s);
     double t = wait_for(s, goal_converged, NULL, s->o->max_wait);
     r->reached = t >= 0;
     r->seconds = r->reached ? t : s->o->max_wait;
     uint64_t after = s->verdicts - during;
+    if (views) {
+        snprintf(r->what, sizeof r->what, "third parties listed the cut pair offline in %" PRIu64 " of %" PRIu64
+                 " views (%.2f %%), %" PRIu64 " verdicts during, %s", offline, views, 100.0 * (double)offline / (double)views,
+                 during, r->reached ? "healed after" : "not healed after");
+        return;
+    }
     if (r->reached)
         snprintf(r->what, sizeof r->what, "%" PRIu64 " verdicts during, healed in %.1f s (%.1f rounds), %" PRIu64 " after",
                  during, t, t / s->o->interval, after);

@@ -27,7 +27,7 @@ static const char *const simulate_usage =
     "                          leave       --leave nodes leave gracefully, until all agree\n"
     "                          partition   two random halves cut apart for --partition-seconds, then healed\n"
     "                          loss        --loss of the messages lost for --loss-seconds\n"
-    "                          asymmetric  one node cannot reach another for --partition-seconds\n"
+    "                          asymmetric  two nodes cannot reach each other for --partition-seconds\n"
     "                          longrun     --kill nodes gone for good, --hours of virtual time (purge)\n"
     "  --seeds K               the master list holds the first K nodes (default: every node)\n"
     "  --kill K                nodes killed (default 1 % of the nodes, at least 1)\n"
@@ -41,6 +41,7 @@ static const char *const simulate_usage =
     "  --hours H               length of longrun (default 48)\n"
     "  --announce-minimum S, --announce-interval S   master-list announcements (default 300, 600)\n"
     "  --policy FILE           a policy script for every node (default: the built-in policy)\n"
+    "  --set NAME=VALUE        a setting for every node (SHAZBOT_SUSPICION_WINDOW=0, ...); repeatable\n"
     "  --seed N                the same seed gives the same run (default 1)\n"
     "  --json                  one JSON object instead of the table\n"
     "  --csv FILE              time series: every interval, each running node's online count\n";
@@ -80,6 +81,8 @@ int cli_simulate(int argc, char **argv) {
     };
     struct { const char *flag; int *value; } counts[] = {
         {"--nodes", &o.nodes}, {"--seeds", &o.seeds}, {"--kill", &o.kill}, {"--leave", &o.leave}};
+    const char *settings[33] = {0};
+    size_t set_count = 0;
     for (int i = 1; i < argc; i++) {
         const char *flag = argv[i];
         if (strcmp(flag, "--json") == 0) {
@@ -108,6 +111,14 @@ int cli_simulate(int argc, char **argv) {
         if (!known && (known = strcmp(flag, "--scenario") == 0)) o.scenario = value;
         if (!known && (known = strcmp(flag, "--policy") == 0)) o.policy = value;
         if (!known && (known = strcmp(flag, "--csv") == 0)) o.csv_path = value;
+        if (!known && (known = strcmp(flag, "--set") == 0)) {
+            if (set_count + 1 >= sizeof settings / sizeof *settings) {
+                fprintf(stderr, "clustershazbot simulate: --set: at most %zu settings\n", sizeof settings / sizeof *settings - 1);
+                return 2;
+            }
+            settings[set_count++] = value;
+            o.settings = settings;
+        }
         if (!known) {
             fprintf(stderr, "clustershazbot simulate: unknown option %s\n\n%s", flag, simulate_usage);
             return 2;

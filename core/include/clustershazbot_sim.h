@@ -40,6 +40,9 @@ typedef struct shazbot_sim_options {
     const char *policy;        /* a policy script for every node, or NULL for the default */
     int json;                  /* results as one JSON object instead of a table */
     const char *csv_path;      /* if set: time series "t,node,online" every interval */
+    /* More settings for every node, "NAME=VALUE" (SHAZBOT_SUSPICION_WINDOW=4, ...), NULL-
+     * terminated; NULL for none. Applied after the ones above, checked as a node's are. */
+    const char *const *settings;
 } shazbot_sim_options;
 
 #define SHAZBOT_SIM_PHASES "converge, kill, leave, partition, loss, asymmetric, longrun"
