@@ -9,6 +9,7 @@
 #include "config.h"
 #include "engine.h"
 #include "vclock.h"
+#include "wire.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -31,6 +32,7 @@ typedef struct request {
     char if_match[64];
     char *body;
     int64_t at_us; /* virtual time it was started */
+    long timeout_ms;
     transfer_done_fn done;
     void *arg;
     bool answered;
@@ -47,7 +49,7 @@ static bool scripted_start(void *ctx, const transfer_request *req, transfer_done
     script *s = ctx;
     if (s->refuse_starts || s->count == MAX_REQUESTS) return false;
     request *r = &s->requests[s->count++];
-    *r = (request){.done = done, .arg = arg, .at_us = vclock_now_us(s->clock)};
+    *r = (request){.done = done, .arg = arg, .at_us = vclock_now_us(s->clock), .timeout_ms = req->timeout_ms};
     snprintf(r->method, sizeof r->method, "%s", req->method);
     snprintf(r->url, sizeof r->url, "%s", req->url);
     snprintf(r->if_match, sizeof r->if_match, "%s", req->if_match ? req->if_match : "");
@@ -175,7 +177,8 @@ static void on_stopped(void *arg) { ((fixture *)arg)->stopped_calls++; }
  * offline after one failure.) */
 static void test_retry_then_offline(void) {
     fixture f;
-    setup(&f, NULL, NULL);
+    /* The original rule: no suspicion window (test_suspicion_window has the window). */
+    setup(&f, NULL, (const char *const[]){"SHAZBOT_SUSPICION_WINDOW", "0", NULL});
     start_with_peer(&f);
     size_t before = f.script.count;
     /* The first round comes within interval x [0.9, 1.1]. */
@@ -446,6 +449,190 @@ static void test_halt_stops_everything(void) {
     teardown(&f);
 }
 
+/* ---- issue 10: suspicion, probes, size refusals, timings, the state's limit ----------------- */
+
+/* Brings news of `url`: a gossip message whose record of it is stamped now, as a third party
+ * relaying a live peer's refresh would. */
+static void news_of(fixture *f, const char *url, member_status s) {
+    member_update u = {.e = {.base_url = url, .url_len = strlen(url), .last_update = vclock_now_ms(f->clock),
+                             .last_update_ok = true},
+                       .status = s};
+    engine_take_gossip(&f->e, &u, 1);
+}
+
+/* Fails every round request to PEER until `until` seconds, bringing news of it every
+ * `news_every` seconds (0: never); returns when PEER goes offline, or at `until`. */
+static void fail_rounds(fixture *f, double until, double news_every) {
+    double next_news = news_every > 0 ? now_s(f) : until + 1;
+    size_t from = f->script.count;
+    while (now_s(f) < until && record(f, PEER)->status == MEMBER_ONLINE) {
+        double step_to = next_news < until ? next_news : until;
+        long req = run_until_request(f, from, "POST", PEER "clustershazbot/gossip", step_to);
+        if (req >= 0) {
+            from = (size_t)req + 1;
+            fail(&f->script, (size_t)req);
+        } else if (now_s(f) >= next_news - 1e-9) {
+            news_of(f, PEER, MEMBER_ONLINE);
+            next_news += news_every;
+        }
+    }
+}
+
+/* A peer that fails twice while others keep bringing news of it (the asymmetric link) stays
+ * online; once the news stops, the verdict falls after the suspicion window, stamped with the
+ * window's start. (Mutations: no window; the verdict stamped now; news not recorded.) */
+static void test_suspicion_window(void) {
+    fixture f;
+    setup(&f, NULL, NULL); /* interval 10 s: window 20 s */
+    start_with_peer(&f);
+    fail_rounds(&f, 120, 4); /* news every 4 s, for two minutes */
+    CHECK(record(&f, PEER)->status == MEMBER_ONLINE);
+    CHECK(f.e.round.spared >= 3);
+    /* Silence from now on: offline within the window plus one failed round. */
+    double silent_from = now_s(&f);
+    int64_t last_news = record(&f, PEER)->last_update;
+    fail_rounds(&f, silent_from + 20 + 11 + 8.1, 0);
+    const member *peer = record(&f, PEER);
+    CHECK(peer->status == MEMBER_OFFLINE);
+    CHECK(now_s(&f) - silent_from >= 20);
+    int64_t want = vclock_now_ms(f.clock) - 20000;
+    CHECK_INT(peer->last_update, want > last_news ? want : last_news + 1);
+    teardown(&f);
+    /* With the window 0: the original rule, offline after two failures, stamped now. */
+    setup(&f, NULL, (const char *const[]){"SHAZBOT_SUSPICION_WINDOW", "0", NULL});
+    start_with_peer(&f);
+    fail_rounds(&f, 40, 4);
+    CHECK(record(&f, PEER)->status == MEMBER_OFFLINE);
+    CHECK_INT(record(&f, PEER)->last_update, vclock_now_ms(f.clock));
+    teardown(&f);
+}
+
+/* Rounds also probe an offline peer now and then; one that answers is online again at once
+ * with what it said, and a probe is never retried. (Mutations: no probes; probes retried.) */
+static void test_probe_brings_back(void) {
+    fixture f;
+    setup(&f, NULL, NULL);
+    start_with_peer(&f);
+    /* PEER goes offline through a third party's verdict. */
+    news_of(&f, PEER, MEMBER_OFFLINE);
+    CHECK(record(&f, PEER)->status == MEMBER_OFFLINE);
+    size_t from = f.script.count;
+    long probe = run_until_request(&f, from, "POST", PEER "clustershazbot/gossip", 200);
+    CHECK(probe >= 0);
+    if (probe < 0) return teardown(&f);
+    CHECK_CONTAINS(f.script.requests[probe].body, "\"offline\":[{\"baseUrl\":\"" PEER "\""); /* it can refute */
+    /* A failed probe changes nothing and is not retried. */
+    fail(&f.script, (size_t)probe);
+    CHECK(record(&f, PEER)->status == MEMBER_OFFLINE);
+    size_t after = f.script.count;
+    run_until(&f, now_s(&f) + 3.5);
+    long again = find_request(&f.script, after, "POST", PEER "clustershazbot/gossip");
+    CHECK(again < 0 || (double)(f.script.requests[again].at_us - f.script.requests[probe].at_us) / 1e6 > 8);
+    /* The next probe is answered by a live peer: online at once. */
+    probe = run_until_request(&f, after, "POST", PEER "clustershazbot/gossip", now_s(&f) + 200);
+    CHECK(probe >= 0);
+    if (probe < 0) return teardown(&f);
+    char body[512];
+    snprintf(body, sizeof body, "{\"message\":\"gossip\",\"online\":[{\"baseUrl\":\"%s\",\"lastUpdate\":%lld}]}", PEER,
+             (long long)vclock_now_ms(f.clock) + 1);
+    answer(&f.script, (size_t)probe, 200, body, NULL);
+    CHECK(record(&f, PEER)->status == MEMBER_ONLINE);
+    teardown(&f);
+}
+
+/* A peer that refuses our state as too large (413), or whose answer is over our limit, is
+ * alive: no retry, no verdict. (Mutation: a 413 handled as a failure.) */
+static void test_size_refusal_is_no_verdict(void) {
+    for (int kind = 0; kind < 2; kind++) {
+        fixture f;
+        setup(&f, NULL, (const char *const[]){"SHAZBOT_SUSPICION_WINDOW", "0", NULL});
+        start_with_peer(&f);
+        for (int round = 0; round < 3; round++) {
+            long req = run_until_request(&f, f.script.count, "POST", PEER "clustershazbot/gossip", now_s(&f) + 12);
+            CHECK(req >= 0);
+            if (req < 0) break;
+            request *r = &f.script.requests[req];
+            r->answered = true;
+            transfer_result res = kind == 0 ? (transfer_result){.ok = true, .status = 413, .body = "{\"error\":\"too big\"}",
+                                                                .body_len = 19}
+                                            : (transfer_result){.error = "answer larger than the body limit",
+                                                                .too_large = true, .body = ""};
+            r->done(r->arg, &res);
+            size_t mark = f.script.count;
+            run_until(&f, now_s(&f) + 3.5);
+            CHECK_INT(find_request(&f.script, mark, "POST", PEER "clustershazbot/gossip"), -1); /* no retry */
+        }
+        CHECK(record(&f, PEER)->status == MEMBER_ONLINE);
+        teardown(&f);
+    }
+}
+
+/* The gossip timeout and retry follow the interval unless set: 1 s and 0.5 s at a 1 s
+ * interval; 5 s and 3 s from a 10 s interval on; as set when set. (Mutation: fixed 5 s.) */
+static void test_timings_follow_interval(void) {
+    const struct {
+        const char *interval, *timeout, *retry;
+        long want_timeout_ms;
+        double want_retry;
+    } cases[] = {{"1", NULL, NULL, 1000, 0.5}, {"10", NULL, NULL, 5000, 3}, {"4", NULL, NULL, 4000, 2},
+                 {"1", "2.5", "0.25", 2500, 0.25}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const char *extra[10] = {"SHAZBOT_GOSSIP_INTERVAL", cases[i].interval, "SHAZBOT_SUSPICION_WINDOW", "0", NULL};
+        if (cases[i].timeout) {
+            extra[4] = "SHAZBOT_GOSSIP_TIMEOUT", extra[5] = cases[i].timeout;
+            extra[6] = "SHAZBOT_GOSSIP_RETRY", extra[7] = cases[i].retry;
+        }
+        fixture f;
+        setup(&f, NULL, extra);
+        start_with_peer(&f);
+        long round = run_until_request(&f, f.script.count, "POST", PEER "clustershazbot/gossip", 20);
+        CHECK(round >= 0);
+        if (round < 0) {
+            teardown(&f);
+            continue;
+        }
+        CHECK_INT(f.script.requests[round].timeout_ms, cases[i].want_timeout_ms);
+        fail(&f.script, (size_t)round);
+        long retry = run_until_request(&f, (size_t)round + 1, "POST", PEER "clustershazbot/gossip", 40);
+        CHECK(retry >= 0);
+        if (retry >= 0)
+            CHECK(fabs((double)(f.script.requests[retry].at_us - f.script.requests[round].at_us) / 1e6 - cases[i].want_retry) < 1e-3);
+        teardown(&f);
+    }
+}
+
+/* The state stays within what a peer with the same SHAZBOT_MAX_BODY accepts: past it, the
+ * oldest offline records go first, the own record and the online peers stay, and our gossip
+ * body fits. (Mutations: no limit; the newest offline dropped first.) */
+static void test_state_limit(void) {
+    fixture f;
+    setup(&f, NULL, (const char *const[]){"SHAZBOT_MAX_BODY", "65536", NULL});
+    start_with_peer(&f);
+    enum { N = 2000 };
+    static member_update u[N];
+    static char urls[N][48];
+    int64_t now = vclock_now_ms(f.clock);
+    for (int i = 0; i < N; i++) {
+        snprintf(urls[i], sizeof urls[i], "http://10.9.%d.%d:3000/", i / 250, i % 250);
+        u[i] = (member_update){.e = {.base_url = urls[i], .url_len = strlen(urls[i]), .last_update = now - 1000 * (N - i),
+                                     .last_update_ok = true},
+                               .status = MEMBER_OFFLINE};
+    }
+    engine_take_gossip(&f.e, u, N);
+    buf body = {0};
+    wire_write_list(&body, f.e.m, WIRE_WITH_MESSAGE | WIRE_WITH_OFFLINE);
+    CHECK(body.len <= 65536);
+    CHECK(f.e.m->wire_bytes <= engine_state_limit(65536));
+    CHECK(f.e.m->stats.dropped_over_limit > 0);
+    CHECK(record(&f, PEER) && record(&f, PEER)->status == MEMBER_ONLINE);
+    CHECK(record(&f, SELF) == f.e.m->self);
+    /* The newest offline records are the ones kept. */
+    CHECK(membership_find(f.e.m, urls[N - 1], strlen(urls[N - 1])) != NULL);
+    CHECK(membership_find(f.e.m, urls[0], strlen(urls[0])) == NULL);
+    buf_free(&body);
+    teardown(&f);
+}
+
 int main(void) {
     test_retry_then_offline();
     test_retry_success_keeps_peer();
@@ -457,5 +644,10 @@ int main(void) {
     test_unstartable_request();
     test_timers_clamped();
     test_halt_stops_everything();
+    test_suspicion_window();
+    test_probe_brings_back();
+    test_size_refusal_is_no_verdict();
+    test_timings_follow_interval();
+    test_state_limit();
     return check_finish("test_engine");
 }
