@@ -69,7 +69,7 @@ typedef struct sim_node {
 /* What one phase measured. */
 typedef struct phase_result {
     char name[32];
-    char what[192];   /* the outcome in words */
+    char what[256];   /* the outcome in words */
     bool reached;     /* its goal (converged, detected, healed) within max_wait */
     double seconds;   /* to the goal, or the phase's length when it has none */
     double detected_seconds; /* kill/leave: agreed detection; < 0 when not */
@@ -671,17 +671,26 @@ static void phase_longrun(sim *s, phase_result *r, int count) {
     if (!remove_nodes(s, count, false, &set)) return;
     double hours = s->o->longrun_hours, first_purged = -1, t0 = now_s(s);
     int holding = 0;
+    /* The largest state (records) of a running node: over the first half, the second half,
+     * and at the end, to show it flat once the dead are purged. */
+    size_t largest[2] = {0, 0}, at_end = 0;
     /* Looked at every virtual minute: a purge is a matter of hours. */
     for (double t = 0; t < hours * 3600; t += 60) {
         advance(s, 60);
         holding = holders(s, set.nodes, set.count);
         if (holding == 0 && first_purged < 0) first_purged = now_s(s) - t0;
+        at_end = 0;
+        for (int i = 0; i < s->n; i++)
+            if (s->nodes[i].proc == PROC_RUNNING && s->nodes[i].e.m->count > at_end) at_end = s->nodes[i].e.m->count;
+        size_t *half = &largest[t + 60 > hours * 1800];
+        if (at_end > *half) *half = at_end;
     }
     r->seconds = now_s(s) - t0;
     r->reached = holding == 0;
     snprintf(r->name, sizeof r->name, "longrun %.0f h", hours);
     if (first_purged >= 0)
-        snprintf(r->what, sizeof r->what, "purged everywhere after %.1f h; at the end %d nodes hold it", first_purged / 3600, holding);
+        snprintf(r->what, sizeof r->what, "purged everywhere after %.1f h; at the end %d nodes hold it; largest state %zu, %zu, %zu records (1st half, 2nd half, end)",
+                 first_purged / 3600, holding, largest[0], largest[1], at_end);
     else
         snprintf(r->what, sizeof r->what, "never purged everywhere: at the end %d of %d nodes hold it", holding, live_count(s));
     phase_end(s, r);
