@@ -45,8 +45,8 @@ end
 -- peer believed offline: if it answers, it was not (a partition that healed, a peer that
 -- restarted), and one answer brings it and its side of the cluster back online at once. It
 -- runs beside the round and costs one request to a peer that is most often really gone, so
--- by default every other round on average probes one at random.
-policy.probe_chance = 0.5
+-- by default one round in four on average probes one at random.
+policy.probe_chance = 0.25
 function policy.probe_target(count)
   if math.random() < policy.probe_chance then return math.random(count) end
   return nil
