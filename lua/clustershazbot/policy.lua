@@ -80,8 +80,8 @@ end
 -- online and offline (the records, when running), reqPerSec, reqPerMin, failsPerMin,
 -- errPerMin, skippedEntries, refutations, policyFailures. Its fields are core/happy.c's, which
 -- writes the other forms of the payload too.
-function policy.health(info)
-  return core.health_payload(info)
-end
+-- The engine recognises this function and writes the same payload without building it in Lua
+-- (at 100,000 records that took 130 to 205 ms); a hook of a user's that calls it is run.
+policy.health = core.health_payload
 
 return policy
