@@ -10,10 +10,10 @@ local cluster = require "support.cluster"
 local socket = require "socket"
 
 local MONITORS = 2000
--- Peak resident size allowed, in MiB. The node alone is about 13 MiB (25 under the
--- sanitizers, whose shadow memory and quarantine count too); the code of bf86049 peaked
--- at about 490.
-local PEAK_MIB = os.getenv("SHAZBOT_SANITIZE") == "ON" and 160 or 80
+-- Peak resident size allowed, in MiB. The node alone is about 12 MiB (20 under the
+-- sanitizers, whose shadow memory and quarantine count too) and peaks at about 14 (78); the
+-- code of bf86049 peaked at 355, and one body with every transfer at once at 45.
+local PEAK_MIB = os.getenv("SHAZBOT_SANITIZE") == "ON" and 120 or 30
 
 local function status_kib(pid, field)
   local f = assert(io.open(string.format("/proc/%d/status", pid)))
