@@ -2,10 +2,13 @@
 # Benchmark (not a test): POST /clustershazbot/gossip driven by wrk (1 thread, 16 connections,
 # 10 s) at 100, 1,000 and 10,000 records, with the node's CPU time per request; the same
 # 100-record request with a wrong secret (the HTTP layer alone: read in full, answered 401,
-# nothing parsed); and the RSS of an idle node holding 20 records.
+# nothing parsed); the RSS of an idle node holding 20 records; and GET /happy on a node
+# holding 100,000 records (the time to its first byte: the node builds the whole answer
+# first, on its one thread, where gossip waits meanwhile).
 #
 #   bench/gossip_bench.sh [path/to/clustershazbot]     default: a Release build in build-bench/
 #   RUNS=3 bench/gossip_bench.sh                       each configuration 3 times (default 1)
+#   ONLY=happy bench/gossip_bench.sh                   the /happy figure alone
 #
 # Everything runs on 127.0.0.1, every step is bounded in time, and whatever the script started
 # is stopped on exit. The nodes never gossip or announce during a run (both timers are set to
@@ -73,7 +76,7 @@ start_node() {
       SHAZBOT_MASTER_LIST_UPDATE="http://127.0.0.1:$store_port/" \
       SHAZBOT_MASTER_LIST_UPDATE_AUTH=bench SHAZBOT_GOSSIP_INTERVAL=3600 \
       SHAZBOT_MASTER_ANNOUNCE_MINIMUM=3600 SHAZBOT_MASTER_ANNOUNCE_INTERVAL=3600 \
-      SHAZBOT_MAX_BODY=67108864 SHAZBOT_LOG_LEVEL=error \
+      SHAZBOT_MAX_BODY=67108864 SHAZBOT_LOG_LEVEL=error HAPPY_SECRET=none \
       "$bin" serve >>"$work/nodes.log" 2>&1 &
   pid=$!
   pids+=("$pid")
@@ -115,6 +118,24 @@ measure() {
   stop "$pid"
 }
 
+# GET /happy, 20 times one after the other, on a node holding 100,000 records.
+happy() {
+  local body=$work/body-100000.json times
+  [ -s "$body" ] || timeout 60 lua5.4 bench/make_body.lua 100000 >"$body"
+  start_node
+  post "$port" "$body"
+  times=$(for _ in $(seq 20); do
+    curl -sf -m 30 -o /dev/null -w '%{time_starttransfer}\n' "http://127.0.0.1:$port/happy" ||
+      { echo "no /happy from the node (logs in $work)" >&2; exit 1; }
+  done | sort -n)
+  awk '{ ms[NR] = $1 * 1000 } END { printf "GET /happy, 100,000 records: median %.1f ms, min %.1f, max %.1f (first byte, 20 requests)\n", ms[int((NR + 1) / 2)], ms[1], ms[NR] }' <<<"$times"
+  stop "$pid"
+}
+if [ "${ONLY:-}" = happy ]; then
+  for _ in $(seq "$runs"); do happy; done
+  exit 0
+fi
+
 printf "%-12s %10s %12s %10s %18s\n" records "body bytes" "requests/s" "p99 ms" "node CPU/request"
 for records in 100 1000 10000; do
   body="$work/body-$records.json"
@@ -135,6 +156,7 @@ for _ in $(seq "$runs"); do
     "$rss_kb" "$(awk -v kb="$rss_kb" 'BEGIN { print kb / 1024 }')" "$anon_kb" "$pss_kb"
   stop "$pid"
 done
+for _ in $(seq "$runs"); do happy; done
 # The floor: what linking the same libraries costs a program that does nothing else.
 floor=$(dirname "$bin")/bench_rss_floor
 [ ! -x "$floor" ] || timeout 10 "$floor"

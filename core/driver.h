@@ -11,6 +11,7 @@
 #define SHAZBOT_DRIVER_H
 
 #include "membership.h"
+#include "shared_body.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -59,6 +60,9 @@ typedef struct transfer_request {
     const char *if_match;      /* NULL: no If-Match header */
     const char *body;          /* copied; NULL for none */
     size_t body_len;
+    /* In place of body: bytes the transport holds a reference to (shared_body_ref) for as
+     * long as it needs them, not a copy. What a fan-out sends, one body for every target. */
+    shared_body *shared;
     long timeout_ms;
     /* Straight to the URL, past any proxy the environment names (http_proxy, ALL_PROXY...):
      * set for peers, which are the cluster's own servers. Unset, libcurl's usual rules apply,
@@ -68,6 +72,12 @@ typedef struct transfer_request {
      * JSON body (which is then not written). */
     const membership *records;
 } transfer_request;
+
+/* The bytes of a request's body, whichever way it was given (NULL, 0 for none). */
+static inline const char *transfer_request_body(const transfer_request *req, size_t *len) {
+    *len = req->shared ? shared_body_len(req->shared) : req->body_len;
+    return req->shared ? shared_body_data(req->shared) : req->body;
+}
 
 typedef struct engine_transport {
     void *ctx;

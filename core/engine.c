@@ -5,6 +5,7 @@
  *   gossip timer ──► one peer ──fail──► 3 s ──► same peer ──fail──► peer offline
  *   announce timer ──► GET, merge ──► PUT online records (If-Match when the store gives ETags)
  *   shutdown ──► self offline ──► fan-out, bounded ──► optional announcement ──► stopped
+ *   (a fan-out: one shared body, at most ENGINE_FANOUT_CONCURRENCY transfers at once)
  *
  * Every step is a timer or a transfer callback of the drivers; nothing here waits. Policy
  * decisions (peers, delays) come from policy.c, which always answers something usable. */
@@ -66,17 +67,33 @@ void engine_merge(engine *e, const member_update *u, size_t count) {
 
 static long gossip_timeout_ms(const engine *e) { return (long)(config_gossip_timeout(&e->cfg) * 1000); }
 
-static bool send_gossip(engine *e, const char *peer_url, transfer_done_fn done) {
-    buf url = {0}, body = {0};
+/* POSTs a gossip message to a peer: `body`, shared with other transfers (NULL for a
+ * transport that carries records: the state as it is when the transfer starts). */
+static bool post_gossip(engine *e, const char *peer_url, shared_body *body, long timeout_ms, transfer_done_fn done) {
+    buf url = {0};
     buf_printf(&url, "%sclustershazbot/gossip", peer_url);
-    bool as_records = e->transport.carries_records;
-    if (!as_records) wire_write_list(&body, e->m, WIRE_WITH_MESSAGE | WIRE_WITH_OFFLINE);
-    transfer_request req = {.method = "POST", .url = url.data, .authorization = e->cfg.secret,
-                            .body = body.data, .body_len = body.len, .records = as_records ? e->m : NULL,
-                            .timeout_ms = gossip_timeout_ms(e), .direct = true};
-    bool ok = !url.failed && !body.failed && start_transfer(e, &req, done);
+    transfer_request req = {.method = "POST", .url = url.data, .authorization = e->cfg.secret, .shared = body,
+                            .records = e->transport.carries_records ? e->m : NULL,
+                            .timeout_ms = timeout_ms, .direct = true};
+    bool ok = !url.failed && start_transfer(e, &req, done);
     buf_free(&url);
-    buf_free(&body);
+    return ok;
+}
+
+/* Our state as a gossip message, in *out (NULL for a transport that carries records). False
+ * when out of memory. */
+static bool gossip_body(engine *e, shared_body **out) {
+    *out = NULL;
+    if (e->transport.carries_records) return true;
+    buf body = {0};
+    wire_write_list(&body, e->m, WIRE_WITH_MESSAGE | WIRE_WITH_OFFLINE);
+    return (*out = shared_body_take(&body)) != NULL;
+}
+
+static bool send_gossip(engine *e, const char *peer_url, transfer_done_fn done) {
+    shared_body *body;
+    bool ok = gossip_body(e, &body) && post_gossip(e, peer_url, body, gossip_timeout_ms(e), done);
+    shared_body_unref(body);
     return ok;
 }
 
@@ -85,18 +102,83 @@ static bool send_gossip(engine *e, const char *peer_url, transfer_done_fn done) 
 static void shutdown_progress(engine *e);
 static void announce(engine *e);
 
-static void on_bootstrap_answer(void *arg, const transfer_result *r) {
-    merge_answer(arg, r, WIRE_GOSSIP, "bootstrap gossip");
+/* No more transfers start: what was still waiting is dropped, and the body let go (those
+ * under way hold their own references). */
+static void fanout_close(node_fanout *f) {
+    for (size_t i = f->next; i < f->count; i++) free(f->queue[i]);
+    free(f->queue);
+    f->queue = NULL;
+    f->next = f->count;
+    shared_body_unref(f->body);
+    f->body = NULL;
 }
 
-/* Sends our state to the targets of `kind`, all at once. Returns how many went out. */
-static size_t fan_out(engine *e, targets_kind kind, transfer_done_fn done) {
+/* Starts waiting transfers while fewer than ENGINE_FANOUT_CONCURRENCY are under way. A
+ * transfer gets the gossip timeout, cut to what is left before the deadline; with less than
+ * ENGINE_FANOUT_MIN_TIMEOUT_MS left, the rest are dropped. */
+static void fanout_pump(engine *e, node_fanout *f, transfer_done_fn done) {
+    while (f->active < ENGINE_FANOUT_CONCURRENCY && f->next < f->count) {
+        long timeout_ms = gossip_timeout_ms(e);
+        if (f->ends_ms) {
+            int64_t left = f->ends_ms - engine_now(e);
+            if (left < ENGINE_FANOUT_MIN_TIMEOUT_MS) break;
+            if (left < timeout_ms) timeout_ms = (long)left;
+        }
+        char *url = f->queue[f->next];
+        f->queue[f->next++] = NULL;
+        /* One that cannot start is dropped like one that failed; the transport calls
+         * nothing for it. */
+        if (url && post_gossip(e, url, f->body, timeout_ms, done)) {
+            f->active++;
+            f->sent++;
+        }
+        free(url);
+    }
+    if (f->next == f->count || (f->ends_ms && f->ends_ms - engine_now(e) < ENGINE_FANOUT_MIN_TIMEOUT_MS))
+        fanout_close(f);
+}
+
+/* Sends our state to the targets of `kind` through `f`, each transfer ending by `ends_ms`
+ * (0: no deadline); `done` gets every answer and must call fanout_answered. Returns how many
+ * targets the policy named. */
+static size_t fanout_begin(engine *e, node_fanout *f, targets_kind kind, int64_t ends_ms, transfer_done_fn done) {
+    fanout_close(f);
+    /* Transfers of an earlier fan-out may still be under way: they stay counted in `active`. */
+    f->count = f->next = f->sent = 0;
+    f->ends_ms = ends_ms;
+    f->ended = false;
     const member **targets = calloc(e->m->count, sizeof *targets);
-    if (!targets) return 0;
-    size_t n = policy_targets(e->pol, e->m, kind, targets), sent = 0;
-    for (size_t i = 0; i < n; i++) sent += send_gossip(e, targets[i]->base_url, done);
+    size_t n = targets ? policy_targets(e->pol, e->m, kind, targets) : 0;
+    /* The URLs are copied: the records may be purged while their turn comes. */
+    f->queue = n ? calloc(n, sizeof *f->queue) : NULL;
+    if (f->queue && gossip_body(e, &f->body)) {
+        f->count = n;
+        for (size_t i = 0; i < n; i++) f->queue[i] = strdup(targets[i]->base_url);
+    }
     free(targets);
-    return sent;
+    fanout_pump(e, f, done);
+    return n;
+}
+
+/* An answer (or failure) of a transfer of `f` came back: the next one starts. */
+static void fanout_answered(engine *e, node_fanout *f, transfer_done_fn done) {
+    if (f->active > 0) f->active--;
+    fanout_pump(e, f, done);
+}
+
+/* True once, when every transfer of `f` has started and been answered. */
+static bool fanout_ended(node_fanout *f) {
+    if (f->ended || f->next < f->count || f->active > 0) return false;
+    f->ended = true;
+    return true;
+}
+
+static void on_bootstrap_answer(void *arg, const transfer_result *r) {
+    engine *e = arg;
+    merge_answer(e, r, WIRE_GOSSIP, "bootstrap gossip");
+    node_fanout *f = &e->bootstrap.fanout;
+    fanout_answered(e, f, on_bootstrap_answer);
+    if (fanout_ended(f)) log_info(e->cfg.log_level, "bootstrap gossip sent to %zu of %zu peers", f->sent, f->count);
 }
 
 /* ---- start: the master list --------------------------------------------------------------- */
@@ -114,8 +196,10 @@ static void on_master_list(void *arg, const transfer_result *r) {
                                                                                    : e->bootstrap.backoff * 2;
         return;
     }
-    size_t sent = fan_out(e, TARGETS_BOOTSTRAP, on_bootstrap_answer);
-    log_info(e->cfg.log_level, "master list loaded: %zu known; bootstrap gossip to %zu peers", e->m->count, sent);
+    node_fanout *f = &e->bootstrap.fanout;
+    size_t n = fanout_begin(e, f, TARGETS_BOOTSTRAP, 0, on_bootstrap_answer);
+    log_info(e->cfg.log_level, "master list loaded: %zu known; bootstrap gossip to %zu peers", e->m->count, n);
+    if (fanout_ended(f)) log_info(e->cfg.log_level, "bootstrap gossip sent to %zu of %zu peers", f->sent, f->count);
 }
 
 static void fetch_master_list(engine *e) {
@@ -355,6 +439,8 @@ bool engine_init(engine *e, const shazbot_settings *s, engine_clock clock, engin
 void engine_destroy(engine *e) {
     for (size_t i = 0; i < ENGINE_TIMER_COUNT; i++)
         if (*timer_slot(e, i)) e->clock.timer_free(e->clock.ctx, *timer_slot(e, i));
+    fanout_close(&e->bootstrap.fanout);
+    fanout_close(&e->shutdown.fanout);
     policy_free(e->pol);
     membership_free(e->m);
     free(e->round.peer);
@@ -397,6 +483,8 @@ void engine_stop_now(engine *e) { finish_shutdown(e); }
 
 void engine_halt(engine *e) {
     stop_timers(e);
+    fanout_close(&e->bootstrap.fanout);
+    fanout_close(&e->shutdown.fanout);
     free(e->round.peer);
     e->round.peer = NULL;
     e->state = NODE_STOPPED;
@@ -415,19 +503,29 @@ static void shutdown_progress(engine *e) {
     finish_shutdown(e);
 }
 
+/* The goodbyes are over once each has been answered or has failed. */
+static void check_goodbyes(engine *e) {
+    node_fanout *f = &e->shutdown.fanout;
+    if (e->shutdown.goodbyes_done || !fanout_ended(f)) return;
+    log_info(e->cfg.log_level, "shutdown: goodbyes sent to %zu of %zu peers", f->sent, f->count);
+    e->shutdown.goodbyes_done = true;
+    shutdown_progress(e);
+}
+
 static void on_goodbye_answer(void *arg, const transfer_result *r) {
     engine *e = arg;
     merge_answer(e, r, WIRE_GOSSIP, "shutdown gossip");
-    if (!e->shutdown.goodbyes_done && --e->shutdown.pending == 0) {
-        e->shutdown.goodbyes_done = true;
-        shutdown_progress(e);
-    }
+    fanout_answered(e, &e->shutdown.fanout, on_goodbye_answer);
+    check_goodbyes(e);
 }
 
 static void on_shutdown_deadline(void *arg) {
     engine *e = arg;
     if (!e->shutdown.goodbyes_done) {
-        log_warn(e->cfg.log_level, "shutdown: %zu peers did not answer in time", e->shutdown.pending);
+        node_fanout *f = &e->shutdown.fanout;
+        log_warn(e->cfg.log_level, "shutdown: goodbyes sent to %zu of %zu peers, %zu of them not answered in time",
+                 f->sent, f->count, f->active);
+        fanout_close(f);
         e->shutdown.goodbyes_done = true;
         engine_arm(e, e->shutdown.deadline, ENGINE_SHUTDOWN_TOTAL_SECONDS - ENGINE_SHUTDOWN_FANOUT_SECONDS);
         shutdown_progress(e);
@@ -445,11 +543,13 @@ int engine_shutdown(engine *e, void (*done)(void *), void *arg) {
     stop_timers(e);
     free(e->round.peer);
     e->round.peer = NULL;
+    /* A hello still waiting its turn must not follow the goodbye. */
+    fanout_close(&e->bootstrap.fanout);
     membership_set_self_online(e->m, false, engine_now(e));
-    e->shutdown.pending = fan_out(e, TARGETS_SHUTDOWN, on_goodbye_answer);
-    log_info(e->cfg.log_level, "shutting down: goodbye to %zu peers", e->shutdown.pending);
+    int64_t ends_ms = engine_now(e) + (int64_t)(ENGINE_SHUTDOWN_FANOUT_SECONDS * 1000);
+    size_t n = fanout_begin(e, &e->shutdown.fanout, TARGETS_SHUTDOWN, ends_ms, on_goodbye_answer);
+    log_info(e->cfg.log_level, "shutting down: goodbye to %zu peers", n);
     engine_arm(e, e->shutdown.deadline, ENGINE_SHUTDOWN_FANOUT_SECONDS);
-    e->shutdown.goodbyes_done = e->shutdown.pending == 0;
-    shutdown_progress(e);
+    check_goodbyes(e);
     return 0;
 }

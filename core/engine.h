@@ -10,6 +10,14 @@
 #define ENGINE_MASTER_BACKOFF_MAX 60.0
 #define ENGINE_ANNOUNCE_MAX_CONFLICTS 5
 /* The gossip timeout and retry follow the interval: config_gossip_timeout, _retry. */
+/* A fan-out (bootstrap, shutdown) runs at most this many transfers at once: each holds a
+ * connection and libcurl's buffers, and a secret holder can make a node know thousands of
+ * monitors. The others wait their turn, in the policy's order (the default policy's: its
+ * random peers first, then the monitors). */
+#define ENGINE_FANOUT_CONCURRENCY 64
+/* A waiting goodbye is not started with less than this left before the fan-out deadline:
+ * it could not complete, and the node is about to go. */
+#define ENGINE_FANOUT_MIN_TIMEOUT_MS 100
 /* Shutdown waits this long for the goodbye fan-out, and at most this long in all. */
 #define ENGINE_SHUTDOWN_FANOUT_SECONDS 6.0
 #define ENGINE_SHUTDOWN_TOTAL_SECONDS 25.0

@@ -247,6 +247,11 @@ static void write_object(buf *out, const field *fields, size_t count, unsigned i
     buf_add_str(out, "}");
 }
 
+void happy_write_payload(buf *out, const health_info *info) {
+    json_payload j = {info, info->running, info->error ? info->error : unnamed_error};
+    write_object(out, payload_fields, FIELD_COUNT(payload_fields), IN_HOOK, &j);
+}
+
 void happy_write_fallback(buf *out, const health_info *info) {
     json_payload j = {info, false, fallback_error};
     write_object(out, payload_fields, FIELD_COUNT(payload_fields), IN_FALLBACK, &j);

@@ -35,6 +35,13 @@ void happy_push_info(lua_State *L, const health_info *info, happy_push_records_f
  * gets (values taken as they are there: a user's hook may have changed them). */
 int happy_lua_payload(lua_State *L);
 
+/* The default health hook's payload (what happy_lua_payload builds from the info
+ * happy_push_info pushes) written straight from `info`, without entering Lua: the same fields
+ * and values, in the order listed here rather than sorted, the records as the wire writes
+ * them (from the membership's cached JSON). At 100,000 records the hook's way took 130 to
+ * 205 ms of the node's one thread: a table per record, then each encoded. */
+void happy_write_payload(buf *out, const health_info *info);
+
 /* The payload when no health hook could answer. */
 void happy_write_fallback(buf *out, const health_info *info);
 

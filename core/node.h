@@ -36,10 +36,26 @@ typedef struct node_probe {
     uint64_t sent;
 } node_probe;
 
-/* The master list's first download, retried with backoff until it succeeds. */
+/* One message to many targets (bootstrap, shutdown): one body for all of them, at most
+ * ENGINE_FANOUT_CONCURRENCY transfers at once, the others waiting their turn in the
+ * policy's order. */
+typedef struct node_fanout {
+    char **queue;       /* the targets' URLs; those from `next` on are still to start */
+    size_t count;       /* targets */
+    size_t next;        /* the first not started yet; == count once none is left to start */
+    size_t active;      /* started and not answered yet */
+    size_t sent;        /* started */
+    shared_body *body;  /* the message (NULL for a transport that carries records) */
+    int64_t ends_ms;    /* every transfer ends by then (engine_now); 0: no deadline */
+    bool ended;         /* its end has been reported */
+} node_fanout;
+
+/* The master list's first download, retried with backoff until it succeeds, then the
+ * bootstrap gossip. */
 typedef struct node_bootstrap {
     engine_timer *retry_timer;
     double backoff; /* seconds before the next try */
+    node_fanout fanout;
 } node_bootstrap;
 
 /* Master-list announcements: GET, merge, PUT with If-Match, again on a conflict. */
@@ -52,7 +68,7 @@ typedef struct node_announcer {
 /* Leaving: goodbyes, bounded in time, then the optional last announcement. */
 typedef struct node_shutdown {
     engine_timer *deadline;
-    size_t pending; /* goodbyes not answered yet */
+    node_fanout fanout; /* the goodbyes */
     bool goodbyes_done, announced;
     void (*done)(void *);
     void *done_arg;

@@ -550,8 +550,42 @@ static const char *check_health(policy *p, void *ctx) {
     return policy_encode_json(p->L, -1, &h->json, false);
 }
 
+/* Whether the health hook call_hook would try first is core.health_payload itself (the
+ * default policy's): its payload can then be written without building it in Lua. */
+static int find_health(lua_State *L) {
+    const policy *p = lua_touserdata(L, 1);
+    int refs[2] = {p->user_ref, p->default_ref};
+    for (int i = 0; i < 2; i++) {
+        if (refs[i] == LUA_NOREF) continue;
+        lua_rawgeti(L, LUA_REGISTRYINDEX, refs[i]);
+        lua_getfield(L, -1, "health");
+        if (lua_isfunction(L, -1)) {
+            lua_pushboolean(L, lua_tocfunction(L, -1) == happy_lua_payload);
+            return 1;
+        }
+        lua_pop(L, 2);
+    }
+    lua_pushboolean(L, 0);
+    return 1;
+}
+
+static bool health_is_builtin(policy *p) {
+    lua_State *L = p->L;
+    lua_pushcfunction(L, find_health);
+    lua_pushlightuserdata(L, p);
+    /* Protected and budgeted: a policy table's __index may be a function. */
+    bool builtin = sandbox_pcall(p->box, 1, 1) == LUA_OK && lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return builtin;
+}
+
 void policy_health(policy *p, const health_info *info, buf *out) {
     health_ctx h = {*info, {0}};
+    if (health_is_builtin(p)) {
+        h.info.policy_failures = p->failures;
+        happy_write_payload(out, &h.info);
+        return;
+    }
     if (call_hook(p, "health", push_health_info, check_health, &h)) {
         lua_pop(p->L, 1);
         buf_add(out, h.json.data, h.json.len);

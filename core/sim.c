@@ -299,19 +299,21 @@ static bool sim_start(void *ctx, const transfer_request *req, transfer_done_fn d
     sim *s = from->s;
     message *msg = calloc(1, sizeof *msg);
     if (!msg) return false;
+    size_t body_len;
+    const char *body = transfer_request_body(req, &body_len);
     *msg = (message){.s = s, .from = from, .to = resolve(s, req->url), .done = done, .arg = arg,
                      .method = strcmp(req->method, "GET") == 0 ? "GET" : strcmp(req->method, "PUT") == 0 ? "PUT" : "POST",
-                     .body_len = req->body_len,
+                     .body_len = body_len,
                      .deadline_us = vclock_now_us(s->clock) + (int64_t)req->timeout_ms * 1000};
     msg->authorization = req->authorization ? strdup(req->authorization) : NULL;
     msg->if_match = req->if_match ? strdup(req->if_match) : NULL;
-    msg->body = malloc(req->body_len + 1);
+    msg->body = malloc(body_len + 1);
     if (!msg->body || (req->authorization && !msg->authorization) || (req->if_match && !msg->if_match)) {
         message_free(msg);
         return false;
     }
-    memcpy(msg->body, req->body ? req->body : "", req->body_len);
-    msg->body[req->body_len] = '\0';
+    memcpy(msg->body, body ? body : "", body_len);
+    msg->body[body_len] = '\0';
     if (req->records) {
         if (!snapshot_take(s, req->records, &msg->sent)) {
             message_free(msg);

@@ -28,7 +28,7 @@ typedef struct job {
     struct job *prev, *next;
     CURL *easy;
     struct curl_slist *headers;
-    char *request_body;
+    shared_body *request_body; /* referenced (a fan-out's, shared) or our own copy */
     buf response;
     char *etag;
     bool too_large;
@@ -49,7 +49,7 @@ static void job_free(job *j) {
         curl_easy_cleanup(j->easy);
     }
     curl_slist_free_all(j->headers);
-    free(j->request_body);
+    shared_body_unref(j->request_body);
     free(j->etag);
     buf_free(&j->response);
     free(j);
@@ -237,11 +237,12 @@ bool transfer_start(transfer_pool *pool, const transfer_request *req, transfer_d
     curl_easy_setopt(e, CURLOPT_HEADERDATA, j);
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
     if (strcmp(req->method, "GET") != 0) {
-        j->request_body = malloc(req->body_len + 1);
+        /* curl reads POSTFIELDS in place (no COPYPOSTFIELDS): the job's reference keeps the
+         * bytes alive until job_free, after the handle has left the multi. */
+        j->request_body = req->shared ? shared_body_ref(req->shared) : shared_body_copy(req->body, req->body_len);
         if (!j->request_body) goto fail;
-        memcpy(j->request_body, req->body ? req->body : "", req->body_len);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, j->request_body);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, shared_body_data(j->request_body));
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)shared_body_len(j->request_body));
         j->headers = curl_slist_append(j->headers, "Content-Type: application/json");
     }
     /* curl would send "Expect: 100-continue" for large bodies and wait for it. */

@@ -52,21 +52,23 @@ function policy.probe_target(count)
   return nil
 end
 
--- Up to `policy.fanout` random peers plus every monitor, as a list of baseUrls.
+-- Up to `policy.fanout` random peers plus every monitor, as a list of baseUrls, in the order
+-- the engine sends to them (it runs a bounded number of transfers at once, and at shutdown
+-- stops at its deadline): the random peers first, then the monitors. The random ones are
+-- drawn from the peers that are not monitors, since every monitor is added anyway: a draw
+-- spent on a monitor would be a real peer left out (with thousands of monitors, which any
+-- holder of the secret can inject, almost every draw would be).
 local function fanout_targets(peers)
-  local chosen, seen = {}, {}
-  local function add(p)
-    if not seen[p.baseUrl] then
-      seen[p.baseUrl] = true
-      chosen[#chosen + 1] = p.baseUrl
-    end
+  local chosen, others = {}, {}
+  for _, p in ipairs(peers) do
+    if not p.monitor then others[#others + 1] = p end
   end
-  for i, p in ipairs(shuffled(peers)) do
+  for i, p in ipairs(shuffled(others)) do
     if i > policy.fanout then break end
-    add(p)
+    chosen[#chosen + 1] = p.baseUrl
   end
   for _, p in ipairs(peers) do
-    if p.monitor then add(p) end
+    if p.monitor then chosen[#chosen + 1] = p.baseUrl end
   end
   return chosen
 end
@@ -90,8 +92,8 @@ end
 -- online and offline (the records, when running), reqPerSec, reqPerMin, failsPerMin,
 -- errPerMin, skippedEntries, refutations, policyFailures. Its fields are core/happy.c's, which
 -- writes the other forms of the payload too.
-function policy.health(info)
-  return core.health_payload(info)
-end
+-- The engine recognises this function and writes the same payload without building it in Lua
+-- (at 100,000 records that took 130 to 205 ms); a hook of a user's that calls it is run.
+policy.health = core.health_payload
 
 return policy

@@ -22,9 +22,11 @@
 #define OTHER "http://127.0.0.1:7003/"
 #define MASTER "http://127.0.0.1:7000/list.json"
 #define START_MS 1795478695140LL
-#define MAX_REQUESTS 256
+#define MAX_REQUESTS 1024
 
 /* ---- the scripted transport ------------------------------------------------------------- */
+
+typedef struct script script;
 
 typedef struct request {
     char method[8];
@@ -36,14 +38,28 @@ typedef struct request {
     transfer_done_fn done;
     void *arg;
     bool answered;
+    script *owner;
+    /* Held to the end of the case, as a transport holds it: whether requests were given the
+     * same bytes. */
+    shared_body *shared;
 } request;
 
-typedef struct script {
+struct script {
     vclock *clock;
     request requests[MAX_REQUESTS];
     size_t count;
     bool refuse_starts;
-} script;
+    /* Requests nobody answers fail at the end of their timeout, as libcurl's do. */
+    bool time_out;
+    size_t in_flight, max_in_flight; /* started and not answered; the most at any time */
+};
+
+static void fail(script *s, size_t i);
+
+static void on_request_timeout(void *arg) {
+    request *r = arg;
+    if (!r->answered) fail(r->owner, (size_t)(r - r->owner->requests));
+}
 
 static bool scripted_start(void *ctx, const transfer_request *req, transfer_done_fn done, void *arg) {
     script *s = ctx;
@@ -53,7 +69,14 @@ static bool scripted_start(void *ctx, const transfer_request *req, transfer_done
     snprintf(r->method, sizeof r->method, "%s", req->method);
     snprintf(r->url, sizeof r->url, "%s", req->url);
     snprintf(r->if_match, sizeof r->if_match, "%s", req->if_match ? req->if_match : "");
-    r->body = strndup(req->body ? req->body : "", req->body_len);
+    size_t len;
+    const char *body = transfer_request_body(req, &len);
+    r->body = strndup(body ? body : "", len);
+    r->timeout_ms = req->timeout_ms;
+    r->owner = s;
+    r->shared = req->shared ? shared_body_ref(req->shared) : NULL;
+    if (++s->in_flight > s->max_in_flight) s->max_in_flight = s->in_flight;
+    if (s->time_out) vclock_after(s->clock, (double)req->timeout_ms / 1000, on_request_timeout, r);
     return true;
 }
 
@@ -61,6 +84,7 @@ static void answer(script *s, size_t i, long status, const char *body, const cha
     request *r = &s->requests[i];
     CHECK(!r->answered);
     r->answered = true;
+    s->in_flight--;
     transfer_result res = {.ok = true, .status = status, .body = body, .body_len = strlen(body), .etag = etag};
     r->done(r->arg, &res);
 }
@@ -69,6 +93,7 @@ static void fail(script *s, size_t i) {
     request *r = &s->requests[i];
     CHECK(!r->answered);
     r->answered = true;
+    s->in_flight--;
     transfer_result res = {.error = "connection refused", .body = "", .body_len = 0};
     r->done(r->arg, &res);
 }
@@ -129,7 +154,10 @@ static void setup(fixture *f, const char *policy_script, const char *const *extr
 
 static void teardown(fixture *f) {
     engine_destroy(&f->e);
-    for (size_t i = 0; i < f->script.count; i++) free(f->script.requests[i].body);
+    for (size_t i = 0; i < f->script.count; i++) {
+        free(f->script.requests[i].body);
+        shared_body_unref(f->script.requests[i].shared);
+    }
     vclock_free(f->clock);
 }
 
@@ -391,6 +419,150 @@ static void test_shutdown_answered_at_once(void) {
     teardown(&f);
 }
 
+/* ---- fan-outs ---- */
+
+#define FANOUT_PEERS 30
+#define FANOUT_MONITORS 300
+
+static void fanout_url(char *out, size_t len, bool monitor, int i) {
+    snprintf(out, len, "http://127.0.0.1:%d/%s%d/", 8000 + i, monitor ? "m" : "p", i);
+}
+
+/* The node learns FANOUT_PEERS peers and FANOUT_MONITORS monitors, all online. */
+static void add_fanout_targets(fixture *f) {
+    static char urls[FANOUT_PEERS + FANOUT_MONITORS][64];
+    member_update u[FANOUT_PEERS + FANOUT_MONITORS];
+    for (int i = 0; i < FANOUT_PEERS + FANOUT_MONITORS; i++) {
+        bool monitor = i >= FANOUT_PEERS;
+        fanout_url(urls[i], sizeof urls[i], monitor, i);
+        u[i] = (member_update){.e = {.base_url = urls[i], .url_len = strlen(urls[i]), .monitor = monitor,
+                                     .last_update = vclock_now_ms(f->clock), .last_update_ok = true},
+                               .status = MEMBER_ONLINE};
+    }
+    engine_take_gossip(&f->e, u, FANOUT_PEERS + FANOUT_MONITORS);
+}
+
+static bool is_monitor_url(const char *url) { return strstr(url, "/m") != NULL; }
+
+/* How many requests since `from` went to `url` (a gossip POST to that peer). */
+static int posts_to(const fixture *f, size_t from, const char *peer_url) {
+    char url[300];
+    snprintf(url, sizeof url, "%sclustershazbot/gossip", peer_url);
+    int n = 0;
+    for (size_t i = from; i < f->script.count; i++) n += strcmp(f->script.requests[i].url, url) == 0;
+    return n;
+}
+
+/* Checks that the gossip POSTs since `from` went to 20 non-monitor peers first, then to
+ * every monitor, once each (PEER, a non-monitor too, may be among the 20), all given the same
+ * body. */
+static void check_fanout_targets(const fixture *f, size_t from, size_t expected) {
+    CHECK_INT(f->script.count - from, expected);
+    for (size_t i = from; i < f->script.count && i < from + 20; i++) CHECK(!is_monitor_url(f->script.requests[i].url));
+    for (size_t i = from + 20; i < f->script.count; i++) CHECK(is_monitor_url(f->script.requests[i].url));
+    for (size_t i = from; i < f->script.count; i++)
+        if (!check_that(f->script.requests[i].shared && f->script.requests[i].shared == f->script.requests[from].shared,
+                        __FILE__, __LINE__, "one body for the whole fan-out"))
+            break;
+    for (int i = FANOUT_PEERS; i < FANOUT_PEERS + FANOUT_MONITORS; i++) {
+        char url[64];
+        fanout_url(url, sizeof url, true, i);
+        if (!check_that(posts_to(f, from, url) == 1, __FILE__, __LINE__, "one goodbye per monitor")) break;
+    }
+}
+
+/* Shutdown with 330 targets that refuse at once: one body for all, at most
+ * ENGINE_FANOUT_CONCURRENCY transfers at any time, the next one starting as one ends, every
+ * target told, the node stopped as soon as the last has answered. (Mutations: every transfer
+ * at once; a body per target; the policy's random 20 drawn among the monitors too.) */
+static void test_fanout_bounded(void) {
+    fixture f;
+    setup(&f, NULL, (const char *const[]){"SHAZBOT_GOSSIP_INTERVAL", "100000", NULL});
+    start_with_peer(&f);
+    add_fanout_targets(&f);
+    size_t mark = f.script.count;
+    f.script.max_in_flight = f.script.in_flight;
+    CHECK_INT(engine_shutdown(&f.e, on_stopped, &f), 0);
+    CHECK_INT(f.script.count - mark, ENGINE_FANOUT_CONCURRENCY); /* the first ones, at once */
+    for (size_t i = mark; i < f.script.count; i++) {
+        if (!check_that(f.script.requests[i].answered == false, __FILE__, __LINE__, "goodbye waits")) break;
+        CHECK_CONTAINS(f.script.requests[i].body, "\"offline\":[{\"baseUrl\":\"" SELF "\"");
+    }
+    /* Answered one at a time, oldest first: each answer starts the next. */
+    for (size_t i = mark; i < f.script.count && f.stopped_calls == 0; i++) {
+        CHECK(f.script.in_flight <= ENGINE_FANOUT_CONCURRENCY);
+        fail(&f.script, i);
+    }
+    CHECK_INT(f.script.max_in_flight, ENGINE_FANOUT_CONCURRENCY);
+    check_fanout_targets(&f, mark, 20 + FANOUT_MONITORS);
+    CHECK_INT(f.stopped_calls, 1);
+    CHECK(f.e.shutdown.fanout.body == NULL && f.e.shutdown.fanout.queue == NULL); /* let go at the end */
+    teardown(&f);
+}
+
+/* Shutdown with 330 targets that never answer: every transfer ends by the fan-out deadline
+ * (its timeout cut to what is left), none starts with less than
+ * ENGINE_FANOUT_MIN_TIMEOUT_MS left, the 20 non-monitor peers are all told, and the node
+ * stops at the deadline. (Mutations: the gossip timeout whatever the deadline; no
+ * ordering.) */
+static void test_fanout_deadline(void) {
+    fixture f;
+    setup(&f, NULL, (const char *const[]){"SHAZBOT_GOSSIP_INTERVAL", "100000", NULL});
+    start_with_peer(&f);
+    add_fanout_targets(&f);
+    f.script.time_out = true;
+    size_t mark = f.script.count;
+    f.script.max_in_flight = f.script.in_flight;
+    int64_t t0_us = vclock_now_us(f.clock);
+    int64_t deadline_us = t0_us + (int64_t)(ENGINE_SHUTDOWN_FANOUT_SECONDS * 1e6);
+    CHECK_INT(engine_shutdown(&f.e, on_stopped, &f), 0);
+    for (size_t i = mark; i < mark + 20 && i < f.script.count; i++) CHECK(!is_monitor_url(f.script.requests[i].url));
+    vclock_run_until(f.clock, deadline_us);
+    CHECK_INT(f.stopped_calls, 1);
+    CHECK(f.script.max_in_flight <= ENGINE_FANOUT_CONCURRENCY);
+    CHECK(f.script.count - mark > ENGINE_FANOUT_CONCURRENCY); /* more started as the first timed out */
+    CHECK(f.script.count - mark < 20 + FANOUT_MONITORS);      /* the rest were dropped at the deadline */
+    for (size_t i = mark; i < f.script.count; i++) {
+        const request *r = &f.script.requests[i];
+        bool ok = r->at_us + r->timeout_ms * 1000 <= deadline_us &&
+                  r->at_us + ENGINE_FANOUT_MIN_TIMEOUT_MS * 1000 <= deadline_us && r->answered;
+        if (!check_that(ok, __FILE__, __LINE__, "a goodbye that ends by the deadline")) break;
+    }
+    teardown(&f);
+}
+
+/* The bootstrap gossip is bounded the same way and reaches every target, its answers merged
+ * as they come. (Mutation: every transfer at once.) */
+static void test_fanout_bootstrap(void) {
+    fixture f;
+    setup(&f, NULL, (const char *const[]){"SHAZBOT_GOSSIP_INTERVAL", "100000", NULL});
+    CHECK_INT(engine_start(&f.e), 0);
+    static char list[(FANOUT_PEERS + FANOUT_MONITORS) * 100 + 64];
+    size_t len = (size_t)snprintf(list, sizeof list, "{\"online\":[");
+    for (int i = 0; i < FANOUT_PEERS + FANOUT_MONITORS; i++) {
+        char url[64];
+        fanout_url(url, sizeof url, i >= FANOUT_PEERS, i);
+        len += (size_t)snprintf(list + len, sizeof list - len, "%s{\"baseUrl\":\"%s\",\"monitor\":%s,\"lastUpdate\":0}",
+                                i ? "," : "", url, i >= FANOUT_PEERS ? "true" : "false");
+    }
+    snprintf(list + len, sizeof list - len, "]}");
+    size_t mark = 1;
+    answer(&f.script, 0, 200, list, NULL);
+    CHECK_INT(f.script.count - mark, ENGINE_FANOUT_CONCURRENCY);
+    char answer_body[256];
+    snprintf(answer_body, sizeof answer_body, "{\"message\":\"gossip\",\"online\":[{\"baseUrl\":\"%s\",\"lastUpdate\":%lld}],"
+             "\"offline\":[]}", OTHER, (long long)vclock_now_ms(f.clock));
+    for (size_t i = mark; i < f.script.count; i++) {
+        CHECK(f.script.in_flight <= ENGINE_FANOUT_CONCURRENCY);
+        if (i == mark) answer(&f.script, i, 200, answer_body, NULL);
+        else fail(&f.script, i);
+    }
+    check_fanout_targets(&f, mark, 20 + FANOUT_MONITORS);
+    CHECK(record(&f, OTHER) && record(&f, OTHER)->status == MEMBER_ONLINE);
+    CHECK(f.e.bootstrap.fanout.body == NULL);
+    teardown(&f);
+}
+
 /* A request the transport cannot start fails the round at once, like a refused connection.
  * (Mutation: leave the round hanging.) */
 static void test_unstartable_request(void) {
@@ -641,6 +813,9 @@ int main(void) {
     test_announcement_conflicts();
     test_shutdown_bounded();
     test_shutdown_answered_at_once();
+    test_fanout_bounded();
+    test_fanout_deadline();
+    test_fanout_bootstrap();
     test_unstartable_request();
     test_timers_clamped();
     test_halt_stops_everything();
