@@ -9,7 +9,8 @@
 --               3 intervals + timeout + retry + timeout (STOP_BOUND overrides the lot).
 -- Each scenario starts from a fresh cluster, and prints one summary line of figures ("# ...").
 -- The membership is sampled about 5 times a second from the hub, with the control secret.
--- Other settings: PARTITION_INTERVAL (1), PARTITION_GOSSIP_TIMEOUT (5) and PARTITION_RETRY (3)
+-- Other settings: PARTITION_SETTLE (5 s of a converged cluster before each scenario),
+-- PARTITION_INTERVAL (1), PARTITION_GOSSIP_TIMEOUT (5) and PARTITION_RETRY (3)
 -- for the bound of sigstop; PARTITION_HEAL_OBSERVE and STOP_OBSERVE (default: the bounds)
 -- watch longer than the bound, to measure a cluster that misses it.
 -- Skipped (pending) where namespaces cannot be made (not root, no `ip`), and on the sanitizer
@@ -37,6 +38,10 @@ local GOSSIP_TIMEOUT = setting("PARTITION_GOSSIP_TIMEOUT", 5)
 local RETRY = setting("PARTITION_RETRY", 3)
 local STOP_BOUND = setting("STOP_BOUND", 3 * INTERVAL + GOSSIP_TIMEOUT + RETRY + GOSSIP_TIMEOUT)
 local STOP_OBSERVE = math.max(STOP_BOUND, setting("STOP_OBSERVE", STOP_BOUND))
+-- After the six list each other online, time for the rounds that failed while the later nodes
+-- were not yet listening to end (a retry is 3 s away), so that a scenario starts from a
+-- cluster in its steady state.
+local SETTLE = setting("PARTITION_SETTLE", 5)
 local SAMPLE_PERIOD = 0.2
 
 local available, why = netns.available()
@@ -60,7 +65,7 @@ describe("six nodes in network namespaces", function()
   end
 
   -- A fresh cluster: six new processes that know each other only from the master list (every
-  -- record `lastUpdate: 0`, as an operator writes it), all listing all online.
+  -- record `lastUpdate: 0`, as an operator writes it), all listing all online, settled.
   local function start_cluster()
     stop_nodes()
     nodes = {}
@@ -72,6 +77,8 @@ describe("six nodes in network namespaces", function()
         SHAZBOT_MASTER_ANNOUNCE_INTERVAL = "0",
       }, { host = net:address(i), port = PORT, wrapper = net:wrapper(i), answers = answers, timeout = 10 })
     end
+    converge()
+    cluster.sleep(SETTLE)
     converge()
   end
 

@@ -4,8 +4,10 @@
 -- One hub namespace holds a bridge (10.231.0.254/24, where the store and the observer live);
 -- node namespace i has one veth into it, address 10.231.0.i. The kernel here has neither netem
 -- nor iptables, so a link is cut with blackhole routes: `i -> j` dropped in i's namespace and
--- `j -> i` in j's, which also kills TCP both ways (a SYN-ACK cannot come back). No traffic
--- leaves the namespaces this module makes, whatever address the nodes use.
+-- `j -> i` in j's, which also kills TCP both ways (a SYN-ACK cannot come back). A connection to
+-- a blocked address fails at once (the local route refuses it: curl's "Couldn't connect"
+-- after 0 ms), it does not time out; a node that is alive but does not answer is a SIGSTOP.
+-- No traffic leaves the namespaces this module makes, whatever address the nodes use.
 --
 -- Needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN), `ip` and curl. Names carry the pid of the
 -- spec process, so that parallel runs do not meet, and namespaces left by a run that was killed
