@@ -257,7 +257,9 @@ end
 -- Starts a master-list store keeping its list in `dir`/master-list.json, on `port` if given
 -- (a restarted store takes its old port back). `opts`: { env (a table added to the
 -- environment), wrapper (a command prefix), host (of --listen HOST:PORT: default 127.0.0.1,
--- "[::1]", or "" for every interface, then asked at 127.0.0.1) }. Returns { proc, port, file,
+-- "[::1]", or "" for every interface, then asked at 127.0.0.1), answers (url -> whether a GET
+-- of it is answered 200: default cluster.request from this process; a store in another
+-- network namespace is asked from there, support/netns.lua) }. Returns { proc, port, file,
 -- url }.
 function cluster.start_store(dir, port, opts)
   opts = opts or {}
@@ -269,9 +271,8 @@ function cluster.start_store(dir, port, opts)
     host, port, quote(file), quote(cluster.update_auth)), opts.env or {}, dir, opts.wrapper)
   local url_host = host ~= "" and host or "127.0.0.1"
   local store = { proc = proc, port = port, file = file, url = string.format("http://%s:%d/", url_host, port) }
-  cluster.wait_until(5, "the store to answer", function()
-    return cluster.request("GET", store.url) == 200
-  end)
+  local answers = opts.answers or cluster.answers
+  cluster.wait_until(5, "the store to answer", function() return answers(store.url) end)
   return store
 end
 
@@ -295,9 +296,12 @@ function cluster.node_env(port, store, extra, host)
   return env
 end
 
+-- Whether a GET of `url` is answered 200, asked from this process.
+function cluster.answers(url) return cluster.request("GET", url) == 200 end
+
 -- Starts a node and waits until it answers. Returns { proc, port, url }. `opts`: { host (a
 -- loopback address, default 127.0.0.1), port, dir, wrapper, timeout (seconds to wait for the
--- first answer, default 5) }.
+-- first answer, default 5), answers (as for start_store) }.
 function cluster.start_node(store, extra, opts)
   opts = opts or {}
   local host = opts.host or "127.0.0.1"
@@ -306,7 +310,7 @@ function cluster.start_node(store, extra, opts)
   local node = { proc = proc, port = port, url = string.format("http://%s:%d/", host, port) }
   cluster.wait_until(opts.timeout or 5, "node " .. node.url .. " to answer", function()
     if cluster.exit_status(proc) then error("node exited: " .. cluster.read_log(proc)) end
-    return cluster.request("GET", node.url .. "clustershazbot/list") == 200
+    return (opts.answers or cluster.answers)(node.url .. "clustershazbot/list")
   end)
   return node
 end
@@ -316,6 +320,11 @@ function cluster.view(node)
   local status, list = cluster.json("GET", node.url .. "clustershazbot/list", nil,
     { Authorization = cluster.control_secret })
   assert(status == 200, "list of " .. node.url .. " answered " .. tostring(status))
+  return cluster.view_of(list)
+end
+
+-- The same from a decoded `GET clustershazbot/list` answer.
+function cluster.view_of(list)
   local view = { online = {}, offline = {} }
   for _, r in ipairs(list.online) do view.online[r.baseUrl] = r end
   for _, r in ipairs(list.offline or {}) do view.offline[r.baseUrl] = r end
