@@ -214,12 +214,15 @@ static void on_master_retry(void *arg) { fetch_master_list(arg); }
 
 /* ---- gossip rounds ---------------------------------------------------------------------- */
 
-static void end_round(engine *e) {
+/* The next round comes after the policy's delay, or `at_once`. */
+static void end_round_then(engine *e, bool at_once) {
     free(e->round.peer);
     e->round.peer = NULL;
     if (e->state == NODE_RUNNING)
-        engine_arm(e, e->round.timer, policy_gossip_delay(e->pol, e->cfg.gossip_interval));
+        engine_arm(e, e->round.timer, at_once ? 0 : policy_gossip_delay(e->pol, e->cfg.gossip_interval));
 }
+
+static void end_round(engine *e) { end_round_then(e, false); }
 
 static void on_round_answer(void *arg, const transfer_result *r);
 
@@ -239,15 +242,19 @@ static bool refused_for_size(const transfer_result *r) {
     return (r->ok && r->status == 413) || (!r->ok && r->too_large);
 }
 
-/* Whether a peer that failed twice is moved offline. Not while others keep bringing news of
- * it (a newer lastUpdate, which only the peer itself makes) within the suspicion window: then
- * only the link from here is broken, and declaring it offline would make every other node
- * drop a live peer until it refutes, again and again (the asymmetric link). A dead peer makes
- * no news, so once the window has passed since the last, the verdict falls as before. */
+/* Whether a peer that failed twice is moved offline. Not when news of it arrived while we
+ * were failing to reach it: a record of it newer than ours, stamped by the peer itself after
+ * our first attempt began. Then the peer is alive and others reach it; only the link from here
+ * is broken, and declaring it offline would have every other node drop a live peer until it
+ * refuted (the asymmetric link). A peer that died before our attempt makes no such news
+ * (its last record, still spreading, is older than the attempt), so the verdict falls at
+ * once. Both clocks are looked at: news arrived after the start by ours, and is of a moment
+ * after the start by the peer's (a peer whose clock runs ahead can delay its own verdict by
+ * that much, no more, since each attempt starts later). With the window 0: never spared. */
 static bool heard_of_lately(engine *e, const char *url) {
     const member *p = membership_find(e->m, url, strlen(url));
-    double window_ms = config_suspicion_window(&e->cfg) * 1000;
-    return p && (double)(engine_now(e) - p->heard_ms) < window_ms;
+    return p && config_suspicion_window(&e->cfg) > 0 && p->heard_ms >= e->round.started_ms &&
+           p->last_update >= e->round.started_ms;
 }
 
 /* The lastUpdate of an offline verdict: not "now" (PROTOCOL.md), but the start of the
@@ -290,6 +297,11 @@ static void on_round_answer(void *arg, const transfer_result *r) {
     } else if (membership_mark_offline(e->m, e->round.peer, strlen(e->round.peer), verdict_stamp(e))) {
         log_info(e->cfg.log_level, "peer %s failed twice: now offline", e->round.peer);
         if (e->observer.peer_failed) e->observer.peer_failed(e->observer.ctx, e->round.peer);
+        /* The round went to a dead peer and took the timeouts and the retry: the next one
+         * goes at once, to a live peer, and carries the verdict on a round early. A verdict
+         * takes an online peer away, so this cannot repeat without end. */
+        end_round_then(e, true);
+        return;
     }
     end_round(e);
 }
@@ -337,6 +349,7 @@ static void on_gossip_timer(void *arg) {
         return;
     }
     e->round.retried = false;
+    e->round.started_ms = now;
     send_round(e);
 }
 

@@ -73,12 +73,18 @@ describe("six nodes in network namespaces", function()
     stop_nodes()
     nodes = {}
     local answers = function(url) return net:answers(url) end
+    local settings = {
+      SHAZBOT_GOSSIP_INTERVAL = tostring(INTERVAL),
+      SHAZBOT_MASTER_ANNOUNCE_MINIMUM = "86400",
+      SHAZBOT_MASTER_ANNOUNCE_INTERVAL = "0",
+    }
+    -- PARTITION_NODE_SETTINGS="SHAZBOT_SUSPICION_WINDOW=3 ...": more settings for every node,
+    -- to measure other thresholds.
+    for name, value in (os.getenv("PARTITION_NODE_SETTINGS") or ""):gmatch("(SHAZBOT_[%w_]+)=(%S+)") do
+      settings[name] = value
+    end
     for i = 1, N do
-      nodes[i] = cluster.start_node(store, {
-        SHAZBOT_GOSSIP_INTERVAL = tostring(INTERVAL),
-        SHAZBOT_MASTER_ANNOUNCE_MINIMUM = "86400",
-        SHAZBOT_MASTER_ANNOUNCE_INTERVAL = "0",
-      }, { host = net:address(i), port = PORT, wrapper = net:wrapper(i), answers = answers, timeout = 10 })
+      nodes[i] = cluster.start_node(store, settings, { host = net:address(i), port = PORT, wrapper = net:wrapper(i), answers = answers, timeout = 10 })
     end
     converge()
     cluster.sleep(SETTLE)
