@@ -10,11 +10,13 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 
 #define HTTP_TIMEOUT 10
 #define HTTP_MAX_HEADERS (64 * 1024)
@@ -47,26 +49,90 @@ static void free_body(const void *data, size_t len, void *arg) {
     free((void *)data);
 }
 
-void http_server_answer(http_server *s, struct evhttp_request *req, int status, buf *b) {
+/* Sends `body` (taken over, may be NULL when out of memory) as the answer: no body to a HEAD.
+ * An answer to HEAD has no body, and evhttp writes whatever it is given without a
+ * Content-Length: on a kept-alive connection those bytes would be read as the start of the
+ * next answer. */
+static void send_answer(http_server *s, struct evhttp_request *req, int status, struct evbuffer *body) {
     count(s, status);
-    struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
-    evhttp_add_header(headers, "Content-Type", "application/json");
-    struct evbuffer *body = evbuffer_new();
-    size_t len;
-    char *data = buf_take(b, &len);
-    /* An answer to HEAD has no body, and evhttp writes whatever it is given without a
-     * Content-Length: on a kept-alive connection those bytes would be read as the start of
-     * the next answer. */
-    if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
-        free(data);
-        data = NULL;
-    }
-    if (body && data) evbuffer_add_reference(body, data, len, free_body, NULL);
-    else free(data);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+    if (body && evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) evbuffer_drain(body, evbuffer_get_length(body));
     s->replying = true;
     evhttp_send_reply(req, status, reason_phrase(status), body);
     s->replying = false;
     if (body) evbuffer_free(body);
+}
+
+void http_server_answer(http_server *s, struct evhttp_request *req, int status, buf *b) {
+    struct evbuffer *body = evbuffer_new();
+    size_t len;
+    char *data = buf_take(b, &len);
+    if (body && data) evbuffer_add_reference(body, data, len, free_body, NULL);
+    else free(data);
+    send_answer(s, req, status, body);
+}
+
+/* ---- shared answers --------------------------------------------------------------------
+ * Shared bytes are sent by reference: every answer that is being written holds the block, and
+ * the block's memory is counted once in `held_bytes`, from its first writer to its last. The
+ * figure is for the whole process (an answer may outlive its server: libevent frees a
+ * connection's buffers when it gets round to it), hence the lock. */
+static pthread_mutex_t held_lock = PTHREAD_MUTEX_INITIALIZER;
+static size_t held_bytes;
+static time_t last_refusal_log;
+
+static void release_shared(const void *data, size_t len, void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&held_lock);
+    if (buf_shared_writers(data, -1) == 0) held_bytes -= len;
+    pthread_mutex_unlock(&held_lock);
+    buf_shared_drop(data);
+}
+
+void http_server_answer_pieces(http_server *s, struct evhttp_request *req, int status, const http_piece *pieces,
+                               size_t count) {
+    bool head = evhttp_request_get_command(req) == EVHTTP_REQ_HEAD;
+    pthread_mutex_lock(&held_lock);
+    size_t others = held_bytes; /* what answers hold besides the blocks of this one */
+    for (size_t i = 0; i < count; i++)
+        if (pieces[i].shared && pieces[i].len && buf_shared_writers(pieces[i].data, 0) > 0) others -= pieces[i].len;
+    bool refused = !head && others > HTTP_SHARED_ANSWERS_MAX;
+    pthread_mutex_unlock(&held_lock);
+    if (refused) {
+        time_t now = time(NULL);
+        if (now - last_refusal_log >= 10) {
+            last_refusal_log = now;
+            log_warn(s->o.log_limit, "answers not yet read by their clients hold %zu MiB of earlier lists: refusing "
+                     "more with 503 until they are read or their connections time out", others >> 20);
+        }
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+        http_server_answer_error(s, req, 503, "too many answers waiting for slow clients; retry later");
+        return;
+    }
+    struct evbuffer *body = evbuffer_new();
+    bool ok = body != NULL;
+    for (size_t i = 0; ok && !head && i < count; i++) {
+        const http_piece *p = &pieces[i];
+        if (p->len == 0) continue;
+        if (!p->shared) {
+            ok = evbuffer_add(body, p->data, p->len) == 0;
+            continue;
+        }
+        buf_shared_hold(p->data);
+        pthread_mutex_lock(&held_lock);
+        if (buf_shared_writers(p->data, +1) == 1) held_bytes += p->len;
+        pthread_mutex_unlock(&held_lock);
+        if (evbuffer_add_reference(body, p->data, p->len, release_shared, NULL) != 0) {
+            release_shared(p->data, p->len, NULL);
+            ok = false;
+        }
+    }
+    if (!ok) {
+        if (body) evbuffer_free(body);
+        http_server_answer_error(s, req, 500, "out of memory");
+        return;
+    }
+    send_answer(s, req, status, body);
 }
 
 void http_server_answer_error(http_server *s, struct evhttp_request *req, int status, const char *message) {
