@@ -174,8 +174,15 @@ void http_body_free(http_body *b) {
  * while the errors of both the protocol and the store are JSON. So each connection's output
  * buffer is watched: evhttp puts a page in it whole, status line to closing tag, before the
  * socket is written, and once the closing tag of such a page is in, the page is replaced by the
- * same status in JSON. Our own answers (s->replying) are not looked at. */
+ * same status in JSON. Our own answers (s->replying) are not looked at.
+ *
+ * The page need not be alone in the buffer: answers to pipelined requests that the client has
+ * not read yet may lie before it. It is found from its body, "\r\n\r\n<HTML><HEAD>\n", which
+ * no answer of ours can hold (JSON has no raw line breaks in strings, and no '<' outside
+ * them), and its status line is the last "HTTP/1." before that body: between the two there
+ * are only evhttp's own headers. Everything in front of the page stays as it is. */
 static const char html_page_end[] = "</BODY></HTML>\n";
+static const char html_page_body[] = "\r\n\r\n<HTML><HEAD>\n";
 
 static void write_error_message(http_server *s, int status, buf *message) {
     if (s->o.error_message) s->o.error_message(status, message, s->o.arg);
@@ -186,21 +193,38 @@ static void write_error_message(http_server *s, int status, buf *message) {
     else buf_printf(message, "%s", reason_phrase(status));
 }
 
-static void rewrite_error_page(struct evbuffer *out, const struct evbuffer_cb_info *info, void *arg) {
-    http_server *s = arg;
+/* Where evhttp's page starts in `out`, -1 if there is none. */
+static ev_ssize_t find_error_page(struct evbuffer *out) {
+    struct evbuffer_ptr body = evbuffer_search(out, html_page_body, sizeof html_page_body - 1, NULL);
+    if (body.pos < 0) return -1;
+    ev_ssize_t start = -1;
+    struct evbuffer_ptr at;
+    if (evbuffer_ptr_set(out, &at, 0, EVBUFFER_PTR_SET) != 0) return -1;
+    for (;;) {
+        struct evbuffer_ptr found = evbuffer_search_range(out, "HTTP/1.", 7, &at, &body);
+        if (found.pos < 0) break;
+        start = found.pos;
+        at = found;
+        if (evbuffer_ptr_set(out, &at, 1, EVBUFFER_PTR_ADD) != 0) break;
+    }
+    return start;
+}
+
+static void rewrite_page_at_end(http_server *s, struct evbuffer *out, size_t len) {
     const size_t end_len = sizeof html_page_end - 1;
-    size_t len = evbuffer_get_length(out);
-    if (s->replying || info->n_added == 0 || len < end_len + 16) return;
     char end[sizeof html_page_end], head[14] = {0};
     struct evbuffer_ptr at;
     if (evbuffer_ptr_set(out, &at, len - end_len, EVBUFFER_PTR_SET) != 0 ||
         evbuffer_copyout_from(out, &at, end, end_len) != (ev_ssize_t)end_len ||
         memcmp(end, html_page_end, end_len) != 0)
         return;
+    ev_ssize_t start = find_error_page(out);
     /* "HTTP/1.1 413 ": the version and the status evhttp chose. */
-    if (evbuffer_copyout(out, head, 13) != 13 || memcmp(head, "HTTP/1.", 7) != 0 || head[8] != ' ') return;
+    if (start < 0 || evbuffer_ptr_set(out, &at, (size_t)start, EVBUFFER_PTR_SET) != 0 ||
+        evbuffer_copyout_from(out, &at, head, 13) != 13 || head[8] != ' ')
+        return;
     int status = atoi(head + 9);
-    struct evbuffer_ptr html = evbuffer_search(out, "\r\nContent-Type: text/html\r\n", 27, NULL);
+    struct evbuffer_ptr html = evbuffer_search(out, "\r\nContent-Type: text/html\r\n", 27, &at);
     if (status < 400 || status > 599 || html.pos < 0) return;
 
     buf message = {0}, json = {0}, answer = {0};
@@ -211,16 +235,37 @@ static void rewrite_error_page(struct evbuffer *out, const struct evbuffer_cb_in
                         "Content-Length: %zu\r\n\r\n",
                head[7], status, reason_phrase(status), json.len);
     buf_add(&answer, json.data, json.len);
-    if (answer.data && json.data) {
+    struct evbuffer *before = evbuffer_new();
+    if (answer.data && json.data && before) {
         s->replying = true; /* the JSON answer is ours: not to be looked at again */
-        evbuffer_drain(out, len);
+        /* The answers in front of the page are moved aside (their chains, not copies), the page
+         * dropped, and they come back with the JSON answer behind them. */
+        evbuffer_remove_buffer(out, before, (size_t)start);
+        evbuffer_drain(out, evbuffer_get_length(out));
+        evbuffer_add_buffer(out, before);
         evbuffer_add(out, answer.data, answer.len);
         s->replying = false;
         count(s, status);
     }
+    if (before) evbuffer_free(before);
     buf_free(&message);
     buf_free(&json);
     buf_free(&answer);
+}
+
+static void rewrite_error_page(struct evbuffer *out, const struct evbuffer_cb_info *info, void *arg) {
+    http_server *s = arg;
+    size_t len = evbuffer_get_length(out);
+    if (s->replying || info->n_added == 0 || len < sizeof html_page_end + 16) return;
+    /* After its first write the socket's bufferevent leaves the start of its output buffer
+     * frozen (libevent 2.1 unfreezes it only around its own writes), and a frozen buffer
+     * refuses to be read from or drained: every page but a connection's first answer stayed
+     * HTML. Thawed for the rewrite, frozen again as it was. */
+    char probe;
+    bool frozen = evbuffer_copyout(out, &probe, 1) < 0;
+    if (frozen) evbuffer_unfreeze(out, 1);
+    rewrite_page_at_end(s, out, len);
+    if (frozen) evbuffer_freeze(out, 1);
 }
 
 /* ---- connections ---------------------------------------------------------------------------
