@@ -468,7 +468,7 @@ void wire_write_list(buf *out, membership *m, unsigned flags) {
     } else {
         buf_reserve(out, p.text[0].len + p.peers_len[0] + p.text[1].len + p.peers_len[1] + p.text[2].len);
         for (int i = 0; i < 3; i++) {
-            buf_add(out, p.text[i].data, p.text[i].len);
+            if (p.text[i].len) buf_add(out, p.text[i].data, p.text[i].len); /* text[1] may be empty */
             if (i < 2 && p.peers[i]) buf_add(out, p.peers[i], p.peers_len[i]);
         }
     }
