@@ -3,6 +3,7 @@
 #include "buf.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,4 +59,55 @@ char *buf_take(buf *b, size_t *len) {
 void buf_free(buf *b) {
     free(b->data);
     memset(b, 0, sizeof *b);
+}
+
+/* ---- shared bytes ------------------------------------------------------------------------
+ * The count sits in front of the bytes, in the same allocation, so that a holder needs only
+ * the pointer to the bytes (what a cache and an evbuffer reference keep anyway). */
+typedef struct shared_block {
+    size_t holders, writers, len;
+    char data[];
+} shared_block;
+
+static shared_block *block_of(const char *data) {
+    return (shared_block *)(void *)(data - offsetof(shared_block, data));
+}
+
+char *buf_share(buf *b, size_t *len) {
+    const size_t head = offsetof(shared_block, data);
+    /* The block is the buffer's own allocation, grown by the header and the bytes moved up
+     * behind it: no second copy of a large list. */
+    if (!buf_reserve(b, head)) {
+        buf_free(b);
+        if (len) *len = 0;
+        return NULL;
+    }
+    size_t n = b->len;
+    memmove(b->data + head, b->data, n + 1);
+    shared_block *block = (shared_block *)(void *)b->data;
+    block->holders = 1;
+    block->writers = 0;
+    block->len = n;
+    memset(b, 0, sizeof *b);
+    if (len) *len = n;
+    return block->data;
+}
+
+void buf_shared_hold(const char *data) {
+    if (data) block_of(data)->holders++;
+}
+
+void buf_shared_drop(const char *data) {
+    if (!data) return;
+    shared_block *block = block_of(data);
+    if (--block->holders == 0) free(block);
+}
+
+size_t buf_shared_len(const char *data) { return data ? block_of(data)->len : 0; }
+
+size_t buf_shared_writers(const char *data, int delta) {
+    shared_block *block = block_of(data);
+    if (delta > 0) block->writers++;
+    else if (delta < 0) block->writers--;
+    return block->writers;
 }

@@ -10,11 +10,13 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 
 #define HTTP_TIMEOUT 10
 #define HTTP_MAX_HEADERS (64 * 1024)
@@ -47,26 +49,90 @@ static void free_body(const void *data, size_t len, void *arg) {
     free((void *)data);
 }
 
-void http_server_answer(http_server *s, struct evhttp_request *req, int status, buf *b) {
+/* Sends `body` (taken over, may be NULL when out of memory) as the answer: no body to a HEAD.
+ * An answer to HEAD has no body, and evhttp writes whatever it is given without a
+ * Content-Length: on a kept-alive connection those bytes would be read as the start of the
+ * next answer. */
+static void send_answer(http_server *s, struct evhttp_request *req, int status, struct evbuffer *body) {
     count(s, status);
-    struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
-    evhttp_add_header(headers, "Content-Type", "application/json");
-    struct evbuffer *body = evbuffer_new();
-    size_t len;
-    char *data = buf_take(b, &len);
-    /* An answer to HEAD has no body, and evhttp writes whatever it is given without a
-     * Content-Length: on a kept-alive connection those bytes would be read as the start of
-     * the next answer. */
-    if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
-        free(data);
-        data = NULL;
-    }
-    if (body && data) evbuffer_add_reference(body, data, len, free_body, NULL);
-    else free(data);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+    if (body && evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) evbuffer_drain(body, evbuffer_get_length(body));
     s->replying = true;
     evhttp_send_reply(req, status, reason_phrase(status), body);
     s->replying = false;
     if (body) evbuffer_free(body);
+}
+
+void http_server_answer(http_server *s, struct evhttp_request *req, int status, buf *b) {
+    struct evbuffer *body = evbuffer_new();
+    size_t len;
+    char *data = buf_take(b, &len);
+    if (body && data) evbuffer_add_reference(body, data, len, free_body, NULL);
+    else free(data);
+    send_answer(s, req, status, body);
+}
+
+/* ---- shared answers --------------------------------------------------------------------
+ * Shared bytes are sent by reference: every answer that is being written holds the block, and
+ * the block's memory is counted once in `held_bytes`, from its first writer to its last. The
+ * figure is for the whole process (an answer may outlive its server: libevent frees a
+ * connection's buffers when it gets round to it), hence the lock. */
+static pthread_mutex_t held_lock = PTHREAD_MUTEX_INITIALIZER;
+static size_t held_bytes;
+static time_t last_refusal_log;
+
+static void release_shared(const void *data, size_t len, void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&held_lock);
+    if (buf_shared_writers(data, -1) == 0) held_bytes -= len;
+    pthread_mutex_unlock(&held_lock);
+    buf_shared_drop(data);
+}
+
+void http_server_answer_pieces(http_server *s, struct evhttp_request *req, int status, const http_piece *pieces,
+                               size_t count) {
+    bool head = evhttp_request_get_command(req) == EVHTTP_REQ_HEAD;
+    pthread_mutex_lock(&held_lock);
+    size_t others = held_bytes; /* what answers hold besides the blocks of this one */
+    for (size_t i = 0; i < count; i++)
+        if (pieces[i].shared && pieces[i].len && buf_shared_writers(pieces[i].data, 0) > 0) others -= pieces[i].len;
+    bool refused = !head && others > HTTP_SHARED_ANSWERS_MAX;
+    pthread_mutex_unlock(&held_lock);
+    if (refused) {
+        time_t now = time(NULL);
+        if (now - last_refusal_log >= 10) {
+            last_refusal_log = now;
+            log_warn(s->o.log_limit, "answers not yet read by their clients hold %zu MiB of earlier lists: refusing "
+                     "more with 503 until they are read or their connections time out", others >> 20);
+        }
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+        http_server_answer_error(s, req, 503, "too many answers waiting for slow clients; retry later");
+        return;
+    }
+    struct evbuffer *body = evbuffer_new();
+    bool ok = body != NULL;
+    for (size_t i = 0; ok && !head && i < count; i++) {
+        const http_piece *p = &pieces[i];
+        if (p->len == 0) continue;
+        if (!p->shared) {
+            ok = evbuffer_add(body, p->data, p->len) == 0;
+            continue;
+        }
+        buf_shared_hold(p->data);
+        pthread_mutex_lock(&held_lock);
+        if (buf_shared_writers(p->data, +1) == 1) held_bytes += p->len;
+        pthread_mutex_unlock(&held_lock);
+        if (evbuffer_add_reference(body, p->data, p->len, release_shared, NULL) != 0) {
+            release_shared(p->data, p->len, NULL);
+            ok = false;
+        }
+    }
+    if (!ok) {
+        if (body) evbuffer_free(body);
+        http_server_answer_error(s, req, 500, "out of memory");
+        return;
+    }
+    send_answer(s, req, status, body);
 }
 
 void http_server_answer_error(http_server *s, struct evhttp_request *req, int status, const char *message) {
@@ -108,8 +174,15 @@ void http_body_free(http_body *b) {
  * while the errors of both the protocol and the store are JSON. So each connection's output
  * buffer is watched: evhttp puts a page in it whole, status line to closing tag, before the
  * socket is written, and once the closing tag of such a page is in, the page is replaced by the
- * same status in JSON. Our own answers (s->replying) are not looked at. */
+ * same status in JSON. Our own answers (s->replying) are not looked at.
+ *
+ * The page need not be alone in the buffer: answers to pipelined requests that the client has
+ * not read yet may lie before it. It is found from its body, "\r\n\r\n<HTML><HEAD>\n", which
+ * no answer of ours can hold (JSON has no raw line breaks in strings, and no '<' outside
+ * them), and its status line is the last "HTTP/1." before that body: between the two there
+ * are only evhttp's own headers. Everything in front of the page stays as it is. */
 static const char html_page_end[] = "</BODY></HTML>\n";
+static const char html_page_body[] = "\r\n\r\n<HTML><HEAD>\n";
 
 static void write_error_message(http_server *s, int status, buf *message) {
     if (s->o.error_message) s->o.error_message(status, message, s->o.arg);
@@ -120,21 +193,38 @@ static void write_error_message(http_server *s, int status, buf *message) {
     else buf_printf(message, "%s", reason_phrase(status));
 }
 
-static void rewrite_error_page(struct evbuffer *out, const struct evbuffer_cb_info *info, void *arg) {
-    http_server *s = arg;
+/* Where evhttp's page starts in `out`, -1 if there is none. */
+static ev_ssize_t find_error_page(struct evbuffer *out) {
+    struct evbuffer_ptr body = evbuffer_search(out, html_page_body, sizeof html_page_body - 1, NULL);
+    if (body.pos < 0) return -1;
+    ev_ssize_t start = -1;
+    struct evbuffer_ptr at;
+    if (evbuffer_ptr_set(out, &at, 0, EVBUFFER_PTR_SET) != 0) return -1;
+    for (;;) {
+        struct evbuffer_ptr found = evbuffer_search_range(out, "HTTP/1.", 7, &at, &body);
+        if (found.pos < 0) break;
+        start = found.pos;
+        at = found;
+        if (evbuffer_ptr_set(out, &at, 1, EVBUFFER_PTR_ADD) != 0) break;
+    }
+    return start;
+}
+
+static void rewrite_page_at_end(http_server *s, struct evbuffer *out, size_t len) {
     const size_t end_len = sizeof html_page_end - 1;
-    size_t len = evbuffer_get_length(out);
-    if (s->replying || info->n_added == 0 || len < end_len + 16) return;
     char end[sizeof html_page_end], head[14] = {0};
     struct evbuffer_ptr at;
     if (evbuffer_ptr_set(out, &at, len - end_len, EVBUFFER_PTR_SET) != 0 ||
         evbuffer_copyout_from(out, &at, end, end_len) != (ev_ssize_t)end_len ||
         memcmp(end, html_page_end, end_len) != 0)
         return;
+    ev_ssize_t start = find_error_page(out);
     /* "HTTP/1.1 413 ": the version and the status evhttp chose. */
-    if (evbuffer_copyout(out, head, 13) != 13 || memcmp(head, "HTTP/1.", 7) != 0 || head[8] != ' ') return;
+    if (start < 0 || evbuffer_ptr_set(out, &at, (size_t)start, EVBUFFER_PTR_SET) != 0 ||
+        evbuffer_copyout_from(out, &at, head, 13) != 13 || head[8] != ' ')
+        return;
     int status = atoi(head + 9);
-    struct evbuffer_ptr html = evbuffer_search(out, "\r\nContent-Type: text/html\r\n", 27, NULL);
+    struct evbuffer_ptr html = evbuffer_search(out, "\r\nContent-Type: text/html\r\n", 27, &at);
     if (status < 400 || status > 599 || html.pos < 0) return;
 
     buf message = {0}, json = {0}, answer = {0};
@@ -145,16 +235,37 @@ static void rewrite_error_page(struct evbuffer *out, const struct evbuffer_cb_in
                         "Content-Length: %zu\r\n\r\n",
                head[7], status, reason_phrase(status), json.len);
     buf_add(&answer, json.data, json.len);
-    if (answer.data && json.data) {
+    struct evbuffer *before = evbuffer_new();
+    if (answer.data && json.data && before) {
         s->replying = true; /* the JSON answer is ours: not to be looked at again */
-        evbuffer_drain(out, len);
+        /* The answers in front of the page are moved aside (their chains, not copies), the page
+         * dropped, and they come back with the JSON answer behind them. */
+        evbuffer_remove_buffer(out, before, (size_t)start);
+        evbuffer_drain(out, evbuffer_get_length(out));
+        evbuffer_add_buffer(out, before);
         evbuffer_add(out, answer.data, answer.len);
         s->replying = false;
         count(s, status);
     }
+    if (before) evbuffer_free(before);
     buf_free(&message);
     buf_free(&json);
     buf_free(&answer);
+}
+
+static void rewrite_error_page(struct evbuffer *out, const struct evbuffer_cb_info *info, void *arg) {
+    http_server *s = arg;
+    size_t len = evbuffer_get_length(out);
+    if (s->replying || info->n_added == 0 || len < sizeof html_page_end + 16) return;
+    /* After its first write the socket's bufferevent leaves the start of its output buffer
+     * frozen (libevent 2.1 unfreezes it only around its own writes), and a frozen buffer
+     * refuses to be read from or drained: every page but a connection's first answer stayed
+     * HTML. Thawed for the rewrite, frozen again as it was. */
+    char probe;
+    bool frozen = evbuffer_copyout(out, &probe, 1) < 0;
+    if (frozen) evbuffer_unfreeze(out, 1);
+    rewrite_page_at_end(s, out, len);
+    if (frozen) evbuffer_freeze(out, 1);
 }
 
 /* ---- connections ---------------------------------------------------------------------------

@@ -50,6 +50,27 @@ void http_server_free(http_server *s);
 /* Answers `req` with `body` (JSON, taken over and emptied), no body to a HEAD. Headers of the
  * user's own (Allow, ETag) are added to evhttp_request_get_output_headers(req) before. */
 void http_server_answer(http_server *s, struct evhttp_request *req, int status, buf *body);
+/* A piece of an answer's body: bytes to copy, or a whole block of shared bytes (buf_share:
+ * `data` its start, `len` its length) to send by reference. */
+typedef struct http_piece {
+    const char *data;
+    size_t len;
+    bool shared;
+} http_piece;
+
+/* What answers being written may hold of shared blocks, besides the blocks of the answer at
+ * hand, in the whole process. A client that does not read its answer keeps the blocks it
+ * references (until evhttp's 10 s write timeout, or for as long as it reads a byte now and
+ * then); while the state does not change they are the state's own cached bytes and cost
+ * nothing, but each change leaves the old bytes to the slow clients that still hold them. */
+#define HTTP_SHARED_ANSWERS_MAX ((size_t)64 << 20)
+
+/* Answers `status` with the pieces joined (JSON), shared ones without a copy. While answers
+ * that clients have not read yet hold more than HTTP_SHARED_ANSWERS_MAX bytes of other shared
+ * blocks, refuses instead: 503 {"error":...} with Retry-After, logged every 10 s at most.
+ * The pieces stay the caller's. */
+void http_server_answer_pieces(http_server *s, struct evhttp_request *req, int status, const http_piece *pieces,
+                               size_t count);
 /* Answers {"error":"<message>"}. */
 void http_server_answer_error(http_server *s, struct evhttp_request *req, int status, const char *message);
 

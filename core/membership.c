@@ -4,6 +4,7 @@
  * last one in) and in a chained hash table keyed by baseUrl (cheap lookup while merging a
  * message of thousands of records). */
 #include "membership.h"
+#include "buf.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +36,7 @@ static void member_invalidate_wire(member *r) {
 
 static void invalidate_peers_json(membership *m) {
     for (int s = 0; s < 2; s++) {
-        free(m->peers[s].text);
+        buf_shared_drop(m->peers[s].text); /* answers still being written hold their own */
         m->peers[s].text = NULL;
         m->peers[s].len = 0;
     }

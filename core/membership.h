@@ -71,7 +71,7 @@ static inline size_t membership_wire_bound(size_t url_len) { return url_len + ME
 /* The wire form of every record but this node's own, one list per status, joined and cached
  * by wire.c: the own record changes with nearly every request, the others rarely. */
 typedef struct peers_json {
-    char *text; /* NULL when stale */
+    char *text; /* NULL when stale; shared bytes (buf_share), which answers may still hold */
     size_t len;
 } peers_json;
 

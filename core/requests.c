@@ -39,11 +39,23 @@ int requests_gossip_records(engine *e, const char *auth, const member_update *u,
     return 200;
 }
 
+/* The list's flags: offline records for the control secret only. */
+static unsigned list_flags(engine *e, const char *auth) {
+    return secret_matches(auth, e->cfg.control_secret) ? WIRE_WITH_OFFLINE : 0;
+}
+
 int requests_list(engine *e, const char *auth, buf *out) {
     if (!engine_serving(e)) return error(out, 503, "engine not started");
-    bool full = secret_matches(auth, e->cfg.control_secret);
-    wire_write_list(out, e->m, full ? WIRE_WITH_OFFLINE : 0);
+    wire_write_list(out, e->m, list_flags(e, auth));
     return 200;
+}
+
+int requests_list_parts(engine *e, const char *auth, wire_list_parts *parts, buf *error_out) {
+    if (!engine_serving(e)) return error(error_out, 503, "engine not started");
+    wire_list_parts_get(parts, e->m, list_flags(e, auth));
+    if (!parts->failed) return 200;
+    wire_list_parts_free(parts);
+    return error(error_out, 500, "out of memory");
 }
 
 int requests_control(engine *e, const char *auth, const wire_chunk *body, size_t chunks,

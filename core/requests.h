@@ -14,6 +14,10 @@ int requests_gossip(engine *e, const char *auth, const wire_chunk *body, size_t 
  * answer is the engine's state, or the refusal's status with its error in `error_out`. */
 int requests_gossip_records(engine *e, const char *auth, const member_update *u, size_t count, buf *error_out);
 int requests_list(engine *e, const char *auth, buf *out);
+/* The same answer in parts that share the state's cached bytes (wire_list_parts_get), for the
+ * node's listener: 200 with `parts` to free, or the refusal's status with its error in
+ * `error_out` and nothing to free. */
+int requests_list_parts(engine *e, const char *auth, wire_list_parts *parts, buf *error_out);
 int requests_control(engine *e, const char *auth, const wire_chunk *body, size_t chunks, buf *out);
 int requests_happy(engine *e, const char *auth, bool quick, buf *out);
 /* Counts one answer of `status` in the per-second figures. */

@@ -37,7 +37,10 @@ struct shazbot_store {
     int port;
     char *path, *auth;
     double request_timeout;
-    buf list; /* the current content */
+    /* The current content, shared bytes (buf.h): a GET sends them without a copy, and a PUT
+     * replaces them while slow clients may still be reading the old ones. */
+    char *list;
+    size_t list_len;
     char etag[STORE_ETAG_SIZE];
     struct event_base *base;
     http_server *server;
@@ -60,11 +63,16 @@ int store_put_refusal(const char *authorization, const char *auth, const char *i
     return 0;
 }
 
-static void set_list(shazbot_store *s, buf *list) {
-    buf_free(&s->list);
-    s->list = *list;
-    *list = (buf){0};
-    store_etag(s->list.data, s->list.len, s->etag);
+/* False when out of memory, the list unchanged. */
+static bool set_list(shazbot_store *s, buf *list) {
+    size_t len;
+    char *shared = buf_share(list, &len);
+    if (!shared) return false;
+    buf_shared_drop(s->list);
+    s->list = shared;
+    s->list_len = len;
+    store_etag(s->list, s->list_len, s->etag);
+    return true;
 }
 
 static bool write_all(int fd, const char *data, size_t len) {
@@ -156,7 +164,8 @@ static bool load(shazbot_store *s, char *err, size_t err_len) {
               wire_parse(content.data ? content.data : "", content.len, WIRE_LIST, &msg, why, sizeof why);
     if (ok) {
         wire_message_free(&msg);
-        set_list(s, &content);
+        ok = set_list(s, &content);
+        if (!ok) snprintf(err, err_len, "cannot load %s: out of memory", s->path);
     } else {
         snprintf(err, err_len, "%s is not a master list: %s", s->path, content.failed ? "out of memory" : why);
     }
@@ -167,14 +176,9 @@ static bool load(shazbot_store *s, char *err, size_t err_len) {
 /* ---- requests ------------------------------------------------------------------------------ */
 
 static void answer_list(shazbot_store *s, struct evhttp_request *req) {
-    buf copy = {0};
-    buf_add(&copy, s->list.data, s->list.len);
-    if (copy.failed) {
-        http_server_answer_error(s->server, req, 500, "out of memory");
-        return;
-    }
     evhttp_add_header(evhttp_request_get_output_headers(req), "ETag", s->etag);
-    http_server_answer(s->server, req, 200, &copy);
+    http_piece list = {s->list, s->list_len, true};
+    http_server_answer_pieces(s->server, req, 200, &list, 1);
 }
 
 /* The list a PUT carries, checked, joined in one block; false after answering why not. */
@@ -218,7 +222,12 @@ static void on_put(shazbot_store *s, struct evhttp_request *req) {
         buf_free(&list);
         return;
     }
-    set_list(s, &list);
+    if (!set_list(s, &list)) {
+        /* Saved, but not served until a restart: said so, and logged. */
+        log_error(STORE_LOG_LEVEL, "store: out of memory: the list saved to %s is served from the next start", s->path);
+        http_server_answer_error(s->server, req, 500, "out of memory");
+        return;
+    }
     evhttp_add_header(evhttp_request_get_output_headers(req), "ETag", s->etag);
     buf success = {0};
     buf_add_str(&success, "{\"success\":true}");
@@ -326,7 +335,7 @@ void shazbot_store_free(shazbot_store *s) {
     if (!s) return;
     http_server_free(s->server);
     if (s->base) event_base_free(s->base);
-    buf_free(&s->list);
+    buf_shared_drop(s->list);
     free(s->host);
     free(s->path);
     free(s->auth);

@@ -431,33 +431,59 @@ static const peers_json *peers_of(membership *m, member_status s) {
         buf_add(&joined, json, len);
     }
     buf_add(&joined, "", 0); /* so that an empty list is "" rather than NULL */
-    cache->text = buf_take(&joined, &cache->len);
+    cache->text = buf_share(&joined, &cache->len);
     return cache;
 }
 
-static void write_records(buf *out, membership *m, member_status s) {
-    const peers_json *peers = peers_of(m, s);
-    bool with_self = m->self->status == s;
-    if (with_self) {
-        size_t len;
-        const char *json = wire_member_json(m->self, &len);
-        buf_add(out, json, len);
+/* This node's record, when it has status `s`, then the comma before the peers' records when
+ * both are there. */
+static void write_self(buf *out, membership *m, member_status s, const peers_json *peers) {
+    if (m->self->status != s) return;
+    size_t len;
+    const char *json = wire_member_json(m->self, &len);
+    buf_add(out, json, len);
+    if (peers->text && peers->len) buf_add(out, ",", 1);
+}
+
+void wire_list_parts_get(wire_list_parts *p, membership *m, unsigned flags) {
+    *p = (wire_list_parts){0};
+    const peers_json *online = peers_of(m, MEMBER_ONLINE);
+    buf_add_str(&p->text[0], flags & WIRE_WITH_MESSAGE ? "{\"message\":\"gossip\",\"online\":[" : "{\"online\":[");
+    write_self(&p->text[0], m, MEMBER_ONLINE, online);
+    p->peers[0] = online->len ? online->text : NULL;
+    p->peers_len[0] = online->len;
+    if (flags & WIRE_WITH_OFFLINE) {
+        const peers_json *offline = peers_of(m, MEMBER_OFFLINE);
+        buf_add_str(&p->text[1], "],\"offline\":[");
+        write_self(&p->text[1], m, MEMBER_OFFLINE, offline);
+        p->peers[1] = offline->len ? offline->text : NULL;
+        p->peers_len[1] = offline->len;
     }
-    if (peers->text && peers->len) {
-        if (with_self) buf_add(out, ",", 1);
-        buf_add(out, peers->text, peers->len);
-    }
+    buf_add_str(&p->text[2], "]}");
+    for (int i = 0; i < 2; i++) buf_shared_hold(p->peers[i]);
+    p->failed = p->text[0].failed || p->text[1].failed || p->text[2].failed ||
+                !online->text || ((flags & WIRE_WITH_OFFLINE) && !m->peers[MEMBER_OFFLINE].text);
+}
+
+void wire_list_parts_free(wire_list_parts *p) {
+    for (int i = 0; i < 3; i++) buf_free(&p->text[i]);
+    for (int i = 0; i < 2; i++) buf_shared_drop(p->peers[i]);
+    *p = (wire_list_parts){0};
 }
 
 void wire_write_list(buf *out, membership *m, unsigned flags) {
-    buf_reserve(out, m->peers[MEMBER_ONLINE].len + m->peers[MEMBER_OFFLINE].len + 256);
-    buf_add_str(out, flags & WIRE_WITH_MESSAGE ? "{\"message\":\"gossip\",\"online\":[" : "{\"online\":[");
-    write_records(out, m, MEMBER_ONLINE);
-    if (flags & WIRE_WITH_OFFLINE) {
-        buf_add_str(out, "],\"offline\":[");
-        write_records(out, m, MEMBER_OFFLINE);
+    wire_list_parts p;
+    wire_list_parts_get(&p, m, flags);
+    if (p.failed) {
+        out->failed = true;
+    } else {
+        buf_reserve(out, p.text[0].len + p.peers_len[0] + p.text[1].len + p.peers_len[1] + p.text[2].len);
+        for (int i = 0; i < 3; i++) {
+            if (p.text[i].len) buf_add(out, p.text[i].data, p.text[i].len); /* text[1] may be empty */
+            if (i < 2 && p.peers[i]) buf_add(out, p.peers[i], p.peers_len[i]);
+        }
     }
-    buf_add_str(out, "]}");
+    wire_list_parts_free(&p);
 }
 
 /* The length of what record_json writes for `r`, digit by digit, so that wire_list_size can

@@ -52,6 +52,20 @@ enum {
 };
 /* Writes the state as a list (flags above). Uses and fills the per-record cache. */
 void wire_write_list(buf *out, membership *m, unsigned flags);
+/* The same list in five parts, for a server that sends them without joining them: the records
+ * of the peers are the state's cached text itself (shared bytes, buf.h), held by the parts
+ * until wire_list_parts_free, so that any number of answers weigh one copy of the state; the
+ * text around them (brackets, this node's record, which changes with nearly every request)
+ * is the parts' own. The list is text[0] peers[0] text[1] peers[1] text[2], a NULL peers[i]
+ * being empty. */
+typedef struct wire_list_parts {
+    buf text[3];
+    const char *peers[2]; /* by member_status */
+    size_t peers_len[2];
+    bool failed; /* out of memory: the parts are incomplete */
+} wire_list_parts;
+void wire_list_parts_get(wire_list_parts *p, membership *m, unsigned flags);
+void wire_list_parts_free(wire_list_parts *p);
 /* The bytes wire_write_list would write, without writing them (the simulator's count). */
 size_t wire_list_size(const membership *m, unsigned flags);
 /* One record's JSON object, cached on the record until it changes. */
