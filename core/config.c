@@ -90,7 +90,7 @@ double config_gossip_retry(const shazbot_settings *s) {
 }
 
 double config_suspicion_window(const shazbot_settings *s) {
-    return s->suspicion_window >= 0 ? s->suspicion_window : 2 * s->gossip_interval;
+    return s->suspicion_window >= 0 ? s->suspicion_window : 1.5 * s->gossip_interval;
 }
 
 void config_free(shazbot_settings *s) {

@@ -242,19 +242,35 @@ static bool refused_for_size(const transfer_result *r) {
     return (r->ok && r->status == 413) || (!r->ok && r->too_large);
 }
 
-/* Whether a peer that failed twice is moved offline. Not when news of it arrived while we
- * were failing to reach it: a record of it newer than ours, stamped by the peer itself after
- * our first attempt began. Then the peer is alive and others reach it; only the link from here
- * is broken, and declaring it offline would have every other node drop a live peer until it
- * refuted (the asymmetric link). A peer that died before our attempt makes no such news
- * (its last record, still spreading, is older than the attempt), so the verdict falls at
- * once. Both clocks are looked at: news arrived after the start by ours, and is of a moment
- * after the start by the peer's (a peer whose clock runs ahead can delay its own verdict by
- * that much, no more, since each attempt starts later). With the window 0: never spared. */
+/* Whether a peer that failed twice is moved offline. Not while others keep bringing news of
+ * it (a record newer than ours, which only the peer itself makes) within the suspicion
+ * window, by our clock: then only the link from here is broken, and declaring it offline
+ * would have every other node drop a live peer until it refuted (the asymmetric link). A
+ * dead peer makes no news, so once the window has passed since the last (its last record
+ * may still be spreading for a round or two), the verdict falls as before. With the window
+ * 0: never spared, as in the original. */
 static bool heard_of_lately(engine *e, const char *url) {
     const member *p = membership_find(e->m, url, strlen(url));
-    return p && config_suspicion_window(&e->cfg) > 0 && p->heard_ms >= e->round.started_ms &&
-           p->last_update >= e->round.started_ms;
+    double window_ms = config_suspicion_window(&e->cfg) * 1000;
+    return p && window_ms > 0 && (double)(engine_now(e) - p->heard_ms) < window_ms;
+}
+
+/* A verdict is news every node needs: besides the round that follows at once, it goes to a
+ * few more random online peers, whose answers are merged. At most once an interval, so that
+ * a node losing half its peers at once (a partition) sends a handful more messages a round,
+ * not a storm. */
+#define ENGINE_VERDICT_PUSH 2
+
+static void on_push_answer(void *arg, const transfer_result *r) { merge_answer(arg, r, WIRE_GOSSIP, "verdict push"); }
+
+static void push_verdict(engine *e) {
+    int64_t now = engine_now(e);
+    if (e->round.last_push_ms && now - e->round.last_push_ms < (int64_t)(e->cfg.gossip_interval * 1000)) return;
+    e->round.last_push_ms = now;
+    for (int i = 0; i < ENGINE_VERDICT_PUSH; i++) {
+        const member *p = policy_gossip_target(e->pol, e->m);
+        if (p) send_gossip(e, p->base_url, on_push_answer);
+    }
 }
 
 /* The lastUpdate of an offline verdict: not "now" (PROTOCOL.md), but the start of the
@@ -265,7 +281,9 @@ static bool heard_of_lately(engine *e, const char *url) {
  * peer is silent: everywhere for a dead peer, nowhere else for one that only this node
  * cannot reach. With the window 0 it is "now", as in the original. */
 static int64_t verdict_stamp(engine *e) {
-    return engine_now(e) - (int64_t)(config_suspicion_window(&e->cfg) * 1000);
+    /* Twice the window: the verdict falls once this node has heard nothing for a window;
+     * a node that heard from the peer within twice that keeps it online. */
+    return engine_now(e) - (int64_t)(2 * config_suspicion_window(&e->cfg) * 1000);
 }
 
 static void on_round_answer(void *arg, const transfer_result *r) {
@@ -300,6 +318,7 @@ static void on_round_answer(void *arg, const transfer_result *r) {
         /* The round went to a dead peer and took the timeouts and the retry: the next one
          * goes at once, to a live peer, and carries the verdict on a round early. A verdict
          * takes an online peer away, so this cannot repeat without end. */
+        push_verdict(e);
         end_round_then(e, true);
         return;
     }
@@ -349,7 +368,6 @@ static void on_gossip_timer(void *arg) {
         return;
     }
     e->round.retried = false;
-    e->round.started_ms = now;
     send_round(e);
 }
 

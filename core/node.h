@@ -27,7 +27,7 @@ typedef struct node_round {
     engine_timer *retry_timer; /* the one retry after a failure */
     char *peer;                /* the peer of the round under way, NULL between rounds */
     bool retried;              /* its one retry has been used */
-    int64_t started_ms;        /* when its first attempt began (engine_now) */
+    int64_t last_push_ms;      /* the last verdict pushed to more peers (engine.c) */
     uint64_t spared;           /* verdicts withheld: peers others still heard from (engine.c) */
 } node_round;
 
