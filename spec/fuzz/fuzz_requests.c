@@ -1,7 +1,7 @@
 /* The request path of a node (requests.h: gossip, control, list, /happy) on an engine without
- * network I/O: virtual time (vclock.h) and a transport that can start nothing, so that every
- * peer transfer fails at once and its consequences (retries, peers marked offline, the
- * master-list backoff) run on virtual time too.
+ * network I/O: virtual time (vclock.h) and a transport that sends nothing, so that every
+ * peer transfer fails at once (or hangs, see 'a') and its consequences (retries, peers marked
+ * offline, the master-list backoff, the shutdown deadline) run on virtual time too.
  *
  * Input: requests separated by lines of "%%". Each starts with a byte naming what to do and a
  * byte choosing how its body is cut into pieces (fuzz.h), then the body:
@@ -10,7 +10,9 @@
  *   l L     the list without and with the control secret
  *   h q     /happy, /happy/quick
  *   t       time moves on by the body's number of seconds (at most 26 h; a round is 300 s)
- *   s       the node starts leaving (goodbyes cannot be sent: it stops on its deadline)
+ *   s       the node starts leaving
+ *   a       from now on transfers start and hang (a round, goodbyes, the master list wait
+ *           for ever; a shutdown ends on its deadline), or fail to start again
  * Two nodes take the same requests, one each body whole and the other in pieces. Properties:
  *   - the two give the same status and the same answer, and keep the same state;
  *   - every answer is valid JSON; an error answer is {"error": "..."};
@@ -37,9 +39,15 @@
 typedef struct node {
     vclock *clock;
     engine e;
+    bool hang; /* transfers start and never end, rather than fail to start */
 } node;
 
-static bool start_nothing(void *ctx, const transfer_request *req, transfer_done_fn done, void *arg) { return false; }
+/* Nothing is sent either way; a transfer that "started" is never answered, which the
+ * transport may do as long as it is freed first (driver.h). */
+static bool start_nothing(void *ctx, const transfer_request *req, transfer_done_fn done, void *arg) {
+    const node *n = ctx;
+    return n->hang;
+}
 
 /* One policy per node for the whole run, seeded again for each input: loading a Lua state and
  * the default policy took two thirds of the time of an input, and the default policy keeps
@@ -64,7 +72,8 @@ static void node_init(node *n, int which) {
     policy *pol = shared_policy[which];
     /* Both nodes draw the same peers, input after input. */
     policy_seed_random(pol, 1);
-    engine_transport transport = {.start = start_nothing};
+    n->hang = false;
+    engine_transport transport = {.ctx = n, .start = start_nothing};
     FUZZ_ASSERT(engine_init(&n->e, &cfg, vclock_clock(n->clock), transport, pol, err, sizeof err), "%s", err);
     config_free(&cfg);
     FUZZ_ASSERT(engine_start(&n->e) == 0, "engine_start");
@@ -210,6 +219,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         const char *body = at + (len > 2 ? 2 : len);
         size_t body_len = len > 2 ? len - 2 : 0;
         if (what == 't') advance(&a, &b, body, body_len);
+        else if (what == 'a') a.hang = b.hang = !a.hang;
         else if (what == 's') {
             int ra = engine_shutdown(&a.e, NULL, NULL), rb = engine_shutdown(&b.e, NULL, NULL);
             FUZZ_ASSERT(ra == rb, "shutdown %d and %d", ra, rb);
