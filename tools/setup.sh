@@ -4,8 +4,9 @@
 # Used by both commands of the README's quick start, and by CI through spec/run.sh.
 #
 # --program: only what the program needs to build and run (the quick start's local
-# cluster): no test runner, nginx, valgrind or benchmark libraries, and a build without the
-# tests and benchmarks. Without it: everything the tests and benchmarks use too.
+# cluster): no test runner, nginx, valgrind, clang (spec/fuzz) or benchmark libraries, and a
+# build without the tests and benchmarks. Without it: everything the tests and benchmarks use
+# too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,7 +19,7 @@ if [ "${1:-}" = "--program" ]; then
 else
   packages+=(lua5.4 lua-cjson lua-busted lua-socket
              libcjson-dev libjansson-dev libjson-c-dev libjsmn-dev valgrind wrk luarocks
-             nginx libnginx-mod-http-lua)
+             nginx libnginx-mod-http-lua clang-14 libclang-rt-14-dev)
   configure=(-DBUILD_TESTING=ON -DSHAZBOT_BENCH=ON)
 fi
 

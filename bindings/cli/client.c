@@ -4,10 +4,10 @@
  * exits. Answers are read with yajl (the tree API: the documents are small). */
 #include "cli.h"
 #include "common.h"
+#include "members_table.h"
 
 #include <curl/curl.h>
 #include <stdbool.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,80 +200,6 @@ static yajl_val ask(const char *method, const char *url, const char *auth, const
 
 /* ---- members --------------------------------------------------------------------------- */
 
-typedef struct row {
-    const char *url;
-    bool online, monitor;
-    long long last_update;
-} row;
-
-static int compare_rows(const void *a, const void *b) {
-    const row *x = a, *y = b;
-    if (x->online != y->online) return x->online ? -1 : 1;
-    return strcmp(x->url, y->url);
-}
-
-/* 59s, 5m, 3h, 12d: the largest unit of which there are at least 2 (119s, not 1m), so that
- * rounding down never hides nearly half of the age. */
-static void human_age(long long ms, char *out, size_t len) {
-    long long s = ms < 0 ? 0 : ms / 1000;
-    if (s < 120) snprintf(out, len, "%llds", s);
-    else if (s < 7200) snprintf(out, len, "%lldm", s / 60);
-    else if (s < 172800) snprintf(out, len, "%lldh", s / 3600);
-    else snprintf(out, len, "%lldd", s / 86400);
-}
-
-static yajl_val member_array(yajl_val doc, const char *list) {
-    const char *path[] = {list, NULL};
-    return yajl_tree_get(doc, path, yajl_t_array);
-}
-
-static size_t collect_rows(yajl_val doc, const char *list, bool online, row *rows, size_t n) {
-    yajl_val array = member_array(doc, list);
-    for (size_t i = 0; array && i < YAJL_GET_ARRAY(array)->len; i++) {
-        yajl_val r = YAJL_GET_ARRAY(array)->values[i];
-        const char *url_path[] = {"baseUrl", NULL}, *monitor_path[] = {"monitor", NULL},
-                   *time_path[] = {"lastUpdate", NULL};
-        yajl_val url = yajl_tree_get(r, url_path, yajl_t_string);
-        yajl_val stamp = yajl_tree_get(r, time_path, yajl_t_number);
-        if (!url) continue;
-        rows[n++] = (row){YAJL_GET_STRING(url), online, YAJL_IS_TRUE(yajl_tree_get(r, monitor_path, yajl_t_any)),
-                          stamp && YAJL_IS_INTEGER(stamp) ? YAJL_GET_INTEGER(stamp) : 0};
-    }
-    return n;
-}
-
-static size_t list_length(yajl_val doc, const char *list) {
-    yajl_val array = member_array(doc, list);
-    return array ? YAJL_GET_ARRAY(array)->len : 0;
-}
-
-static bool print_members_table(yajl_val doc) {
-    size_t capacity = list_length(doc, "online") + list_length(doc, "offline");
-    row *rows = calloc(capacity + 1, sizeof *rows);
-    if (!rows) return false;
-    size_t n = collect_rows(doc, "online", true, rows, 0);
-    size_t online = n;
-    n = collect_rows(doc, "offline", false, rows, n);
-    qsort(rows, n, sizeof *rows, compare_rows);
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    long long now_ms = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-    int width = 8;
-    for (size_t i = 0; i < n; i++) width = (int)strlen(rows[i].url) > width ? (int)strlen(rows[i].url) : width;
-    printf("%-*s  %-7s  %-7s  %s\n", width, "BASE URL", "STATUS", "MONITOR", "UPDATED");
-    for (size_t i = 0; i < n; i++) {
-        char age[32];
-        /* A lastUpdate near INT64_MIN (a peer's broken clock) would overflow the difference. */
-        long long since = rows[i].last_update < now_ms - LLONG_MAX / 2 ? LLONG_MAX / 2 : now_ms - rows[i].last_update;
-        human_age(since, age, sizeof age);
-        printf("%-*s  %-7s  %-7s  %s ago\n", width, rows[i].url, rows[i].online ? "online" : "offline",
-               rows[i].monitor ? "yes" : "no", age);
-    }
-    printf("%zu online, %zu offline\n", online, n - online);
-    free(rows);
-    return true;
-}
-
 int cli_members(int argc, char **argv) {
     if (cli_wants_help(argc, argv, members_usage)) return 0;
     options o = {0};
@@ -284,9 +210,9 @@ int cli_members(int argc, char **argv) {
     int rc = 1;
     if (!doc) {
         /* said why */
-    } else if (!member_array(doc, "online")) {
+    } else if (!members_table_list(doc, "online")) {
         fprintf(stderr, "clustershazbot members: %s did not answer a members list: %.200s\n", url, raw.data);
-    } else if (o.secret && !member_array(doc, "offline")) {
+    } else if (o.secret && !members_table_list(doc, "offline")) {
         /* The node answers the public part of its list to anyone (the protocol has no 401
          * here): a refused secret shows only as a missing offline list. */
         fprintf(stderr, "clustershazbot members: %s did not accept the control secret: it is wrong "
@@ -296,7 +222,9 @@ int cli_members(int argc, char **argv) {
         rc = 0;
     } else {
         if (!o.secret) fprintf(stderr, "clustershazbot members: no control secret given: offline members are not shown\n");
-        rc = print_members_table(doc) ? 0 : 1;
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        rc = members_table_print(stdout, doc, (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000) ? 0 : 1;
     }
     free(url);
     yajl_tree_free(doc);
