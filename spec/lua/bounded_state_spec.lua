@@ -59,9 +59,7 @@ describe("a bounded state", function()
 
   it("stays within SHAZBOT_MAX_BODY, and two full messages do not cut the link", function()
     local limit = 1048576
-    local settings = { SHAZBOT_MAX_BODY = tostring(limit) }
-    for k, v in pairs(quiet) do settings[k] = v end
-    local a, b = node_pair(settings)
+    local a, b = node_pair(cluster.merged(quiet, { SHAZBOT_MAX_BODY = tostring(limit) }))
     local stamp = os.time() * 1000 - 60000 -- a minute ago: young
     for k, prefix in ipairs({ "flood-a", "flood-b" }) do
       local body = cluster.gossip_body({}, offline_records(8000, prefix, stamp + k))

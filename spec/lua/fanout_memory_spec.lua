@@ -40,12 +40,7 @@ end
 -- Nodes that never gossip nor announce by themselves during a case.
 local quiet = { SHAZBOT_GOSSIP_INTERVAL = "3600", SHAZBOT_MASTER_ANNOUNCE_MINIMUM = "3600" }
 
-local function with(extra)
-  local env = {}
-  for k, v in pairs(quiet) do env[k] = v end
-  for k, v in pairs(extra or {}) do env[k] = v end
-  return env
-end
+local function with(extra) return cluster.merged(quiet, extra) end
 
 local function log_has(proc, text) return cluster.read_log(proc):find(text, 1, true) ~= nil end
 

@@ -14,12 +14,7 @@ local socket = require "socket"
 
 local QUIET = { SHAZBOT_GOSSIP_INTERVAL = "3600", SHAZBOT_MASTER_ANNOUNCE_MINIMUM = "3600" }
 
-local function with(extra)
-  local env = {}
-  for k, v in pairs(QUIET) do env[k] = v end
-  for k, v in pairs(extra or {}) do env[k] = v end
-  return env
-end
+local function with(extra) return cluster.merged(QUIET, extra) end
 
 local function now_ms() return math.floor(socket.gettime() * 1000) end
 

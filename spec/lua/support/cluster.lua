@@ -276,6 +276,16 @@ function cluster.start_store(dir, port, opts)
   return store
 end
 
+-- A new table with the entries of each table given, later ones winning: settings made of a
+-- spec's defaults and a case's own.
+function cluster.merged(...)
+  local out = {}
+  for i = 1, select("#", ...) do
+    for k, v in pairs(select(i, ...) or {}) do out[k] = v end
+  end
+  return out
+end
+
 -- Environment of a node at `port` using `store`; `extra` overrides or adds variables.
 function cluster.node_env(port, store, extra, host)
   host = host or "127.0.0.1"
