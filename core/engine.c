@@ -286,6 +286,18 @@ static int64_t verdict_stamp(engine *e) {
     return engine_now(e) - (int64_t)(2 * config_suspicion_window(&e->cfg) * 1000);
 }
 
+/* Moves `url` offline (stamped by verdict_stamp), tells the observer and pushes the verdict;
+ * false when it was not an online peer. */
+static bool give_verdict(engine *e, const char *url) {
+    if (!membership_mark_offline(e->m, url, strlen(url), verdict_stamp(e))) return false;
+    log_info(e->cfg.log_level, "peer %s failed twice: now offline", url);
+    if (e->observer.peer_failed) e->observer.peer_failed(e->observer.ctx, url);
+    push_verdict(e);
+    return true;
+}
+
+static void watch_spared(engine *e, const char *url);
+
 static void on_round_answer(void *arg, const transfer_result *r) {
     engine *e = arg;
     if (!e->round.peer) return;
@@ -312,17 +324,40 @@ static void on_round_answer(void *arg, const transfer_result *r) {
     if (heard_of_lately(e, e->round.peer)) {
         e->round.spared++;
         log_debug(e->cfg.log_level, "peer %s failed twice but others heard from it lately: still online", e->round.peer);
-    } else if (membership_mark_offline(e->m, e->round.peer, strlen(e->round.peer), verdict_stamp(e))) {
-        log_info(e->cfg.log_level, "peer %s failed twice: now offline", e->round.peer);
-        if (e->observer.peer_failed) e->observer.peer_failed(e->observer.ctx, e->round.peer);
+        watch_spared(e, e->round.peer);
+    } else if (give_verdict(e, e->round.peer)) {
         /* The round went to a dead peer and took the timeouts and the retry: the next one
          * goes at once, to a live peer, and carries the verdict on a round early. A verdict
          * takes an online peer away, so this cannot repeat without end. */
-        push_verdict(e);
         end_round_then(e, true);
         return;
     }
     end_round(e);
+}
+
+/* ---- a spared peer, looked at again ------------------------------------------------------ */
+
+/* A spared peer failed twice: only its news kept it online. If that news was the last record
+ * of a peer that just died, still reaching us, no more comes: so once the window has passed
+ * since that news, the peer is looked at again, and without newer news the verdict falls
+ * then, rather than at our next attempt on it, rounds later. One peer watched at a time. */
+static void watch_spared(engine *e, const char *url) {
+    const member *p = membership_find(e->m, url, strlen(url));
+    if (!p || e->round.watched || !(e->round.watched = strdup(url))) return;
+    e->round.watched_heard_ms = p->heard_ms;
+    double due = (double)(p->heard_ms - engine_now(e)) / 1000 + config_suspicion_window(&e->cfg);
+    engine_arm(e, e->round.watch_timer, due + 0.05);
+}
+
+static void on_watch_timer(void *arg) {
+    engine *e = arg;
+    char *url = e->round.watched;
+    e->round.watched = NULL;
+    if (!url) return;
+    const member *p = membership_find(e->m, url, strlen(url));
+    if (e->state == NODE_RUNNING && p && p->status == MEMBER_ONLINE && p->heard_ms == e->round.watched_heard_ms)
+        give_verdict(e, url);
+    free(url);
 }
 
 /* ---- probes: now and then a round also sends our state to an offline peer --------------- */
@@ -439,6 +474,7 @@ static const struct {
 } engine_timers[] = {
     {offsetof(engine, round.timer), on_gossip_timer},
     {offsetof(engine, round.retry_timer), on_gossip_retry},
+    {offsetof(engine, round.watch_timer), on_watch_timer},
     {offsetof(engine, announcer.timer), on_announce_timer},
     {offsetof(engine, bootstrap.retry_timer), on_master_retry},
     {offsetof(engine, shutdown.deadline), on_shutdown_deadline},
@@ -475,6 +511,7 @@ void engine_destroy(engine *e) {
     policy_free(e->pol);
     membership_free(e->m);
     free(e->round.peer);
+    free(e->round.watched);
     free(e->probe.peer);
     config_free(&e->cfg);
     *e = (engine){0};

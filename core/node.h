@@ -28,6 +28,9 @@ typedef struct node_round {
     char *peer;                /* the peer of the round under way, NULL between rounds */
     bool retried;              /* its one retry has been used */
     int64_t last_push_ms;      /* the last verdict pushed to more peers (engine.c) */
+    engine_timer *watch_timer; /* looks at a spared peer again (engine.c, watch_spared) */
+    char *watched;             /* that peer, NULL when none */
+    int64_t watched_heard_ms;  /* its heard_ms when it was spared */
     uint64_t spared;           /* verdicts withheld: peers others still heard from (engine.c) */
 } node_round;
 

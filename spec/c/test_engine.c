@@ -682,6 +682,36 @@ static void test_suspicion_window(void) {
     teardown(&f);
 }
 
+/* A peer spared for its news is looked at again once the window has passed since that news:
+ * without newer news the verdict falls then, not at our next attempt on it, rounds later (the
+ * last record of a peer that just died, still reaching us). (Mutation: no second look.) */
+static void test_spared_peer_looked_at_again(void) {
+    fixture f;
+    setup(&f, NULL, NULL); /* interval 10 s: window 15 s */
+    start_with_peer(&f);
+    long round = run_until_request(&f, f.script.count, "POST", PEER "clustershazbot/gossip", 12);
+    CHECK(round >= 0);
+    if (round < 0) return teardown(&f);
+    news_of(&f, PEER, MEMBER_ONLINE); /* its last record arrives just now */
+    double heard_at = now_s(&f);
+    fail(&f.script, (size_t)round);
+    long retry = run_until_request(&f, (size_t)round + 1, "POST", PEER "clustershazbot/gossip", heard_at + 4);
+    CHECK(retry >= 0);
+    if (retry >= 0) fail(&f.script, (size_t)retry);
+    CHECK(record(&f, PEER)->status == MEMBER_ONLINE); /* spared */
+    /* The next round on it fails too, and its retry is due after the window: by then the
+     * second look has moved it offline. */
+    size_t from = f.script.count;
+    while (now_s(&f) < heard_at + 15.2) {
+        long next = run_until_request(&f, from, "POST", PEER "clustershazbot/gossip", heard_at + 15.2);
+        if (next < 0) break;
+        from = (size_t)next + 1;
+        fail(&f.script, (size_t)next);
+    }
+    CHECK(record(&f, PEER)->status == MEMBER_OFFLINE);
+    teardown(&f);
+}
+
 /* Rounds also probe an offline peer now and then; one that answers is online again at once
  * with what it said, and a probe is never retried. (Mutations: no probes; probes retried.) */
 static void test_probe_brings_back(void) {
@@ -823,6 +853,7 @@ int main(void) {
     test_timers_clamped();
     test_halt_stops_everything();
     test_suspicion_window();
+    test_spared_peer_looked_at_again();
     test_probe_brings_back();
     test_size_refusal_is_no_verdict();
     test_timings_follow_interval();
