@@ -132,7 +132,11 @@ describe("GET list answers to clients that do not read them", function()
     for _, c in ipairs(conns) do c:close() end
     assert.is_true((seen[503] or 0) > 0, "no request was refused: " .. describe_statuses(seen))
     assert.is_true((seen[200] or 0) >= 16, describe_statuses(seen))
-    assert.is_true(grew < 2 * (64 * MiB + 2 * size), string.format("RSS grew by %.1f MB", grew / 1e6))
+    -- Under AddressSanitizer freed blocks wait in its quarantine (256 MB by default on
+    -- x86-64) before they are reused: that much more may be resident, and is not held by
+    -- answers (the bound still tells it from the 516 MB of no bound at all).
+    local quarantine = os.getenv("SHAZBOT_SANITIZE") == "ON" and 256 * MiB or 0
+    assert.is_true(grew < 2 * (64 * MiB + 2 * size) + quarantine, string.format("RSS grew by %.1f MB", grew / 1e6))
     assert.truthy(cluster.read_log(node.proc):find("refusing more with 503", 1, true))
     -- Once the stalled connections are gone, lists are answered again.
     cluster.wait_until(5, "the list to be answered again", function() return list_size(node) == size end)
