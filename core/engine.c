@@ -267,10 +267,14 @@ static void push_verdict(engine *e) {
     int64_t now = engine_now(e);
     if (e->round.last_push_ms && now - e->round.last_push_ms < (int64_t)(e->cfg.gossip_interval * 1000)) return;
     e->round.last_push_ms = now;
+    /* One body for every push: the state is the same for all of them. */
+    shared_body *body;
+    if (!gossip_body(e, &body)) return;
     for (int i = 0; i < ENGINE_VERDICT_PUSH; i++) {
         const member *p = policy_gossip_target(e->pol, e->m);
-        if (p) send_gossip(e, p->base_url, on_push_answer);
+        if (p) post_gossip(e, p->base_url, body, gossip_timeout_ms(e), on_push_answer);
     }
+    shared_body_unref(body);
 }
 
 /* The lastUpdate of an offline verdict: not "now" (PROTOCOL.md), but the start of the
@@ -379,7 +383,6 @@ static void probe_offline_peer(engine *e) {
     if (e->probe.peer) return; /* one at a time */
     const member *p = policy_probe_target(e->pol, e->m, engine_now(e));
     if (!p || !(e->probe.peer = strdup(p->base_url))) return;
-    e->probe.sent++;
     if (!send_gossip(e, e->probe.peer, on_probe_answer)) {
         free(e->probe.peer);
         e->probe.peer = NULL;

@@ -37,7 +37,6 @@ typedef struct node_round {
 /* Probes of offline peers, beside the rounds (engine.c). */
 typedef struct node_probe {
     char *peer; /* the probe under way, NULL when none */
-    uint64_t sent;
 } node_probe;
 
 /* One message to many targets (bootstrap, shutdown): one body for all of them, at most
