@@ -53,11 +53,18 @@ typedef struct transfer_result {
 
 typedef void (*transfer_done_fn)(void *arg, const transfer_result *result);
 
+/* The header that names a gossip message's sender: an addition to PROTOCOL.md that nodes of
+ * the original library ignore (and do not send). */
+#define ENGINE_SENDER_HEADER "Clustershazbot-From"
+
 typedef struct transfer_request {
     const char *method; /* "GET", "POST" or "PUT" */
     const char *url;
     const char *authorization; /* NULL: no Authorization header */
     const char *if_match;      /* NULL: no If-Match header */
+    /* The sender's base URL, as the Clustershazbot-From header (NULL: none): what a message
+     * says of its sender is the sender's own word (engine.c, "third parties confirm"). */
+    const char *sender;
     const char *body;          /* copied; NULL for none */
     size_t body_len;
     /* In place of body: bytes the transport holds a reference to (shared_body_ref) for as

@@ -27,8 +27,13 @@ void engine_arm(engine *e, engine_timer *t, double seconds) {
 
 static void stop(engine *e, engine_timer *t) { e->clock.timer_stop(e->clock.ctx, t); }
 
+/* `done` is called with `arg`, the engine itself but where a callback needs more. */
+static bool start_transfer_with(engine *e, const transfer_request *req, transfer_done_fn done, void *arg) {
+    return e->transport.start(e->transport.ctx, req, done, arg);
+}
+
 static bool start_transfer(engine *e, const transfer_request *req, transfer_done_fn done) {
-    return e->transport.start(e->transport.ctx, req, done, e);
+    return start_transfer_with(e, req, done, e);
 }
 
 static bool answer_ok(const transfer_result *r) { return r->ok && r->status >= 200 && r->status < 300; }
@@ -54,9 +59,12 @@ static bool merge_answer(engine *e, const transfer_result *r, wire_kind kind, co
     return true;
 }
 
+static void ask_confirmations(engine *e);
+
 void engine_merge(engine *e, const member_update *u, size_t count) {
     uint64_t dropped = e->m->stats.dropped_over_limit;
     membership_merge_all(e->m, u, count, engine_now(e));
+    ask_confirmations(e);
     if (e->m->stats.dropped_over_limit != dropped)
         log_warn(e->cfg.log_level,
                  "state over its limit (SHAZBOT_MAX_BODY %zu bytes, which peers refuse beyond): dropped %llu "
@@ -69,13 +77,15 @@ static long gossip_timeout_ms(const engine *e) { return (long)(config_gossip_tim
 
 /* POSTs a gossip message to a peer: `body`, shared with other transfers (NULL for a
  * transport that carries records: the state as it is when the transfer starts). */
-static bool post_gossip(engine *e, const char *peer_url, shared_body *body, long timeout_ms, transfer_done_fn done) {
+static bool post_gossip(engine *e, const char *peer_url, shared_body *body, long timeout_ms, transfer_done_fn done,
+                        void *arg) {
     buf url = {0};
     buf_printf(&url, "%sclustershazbot/gossip", peer_url);
     transfer_request req = {.method = "POST", .url = url.data, .authorization = e->cfg.secret, .shared = body,
+                            .sender = e->cfg.base_url,
                             .records = e->transport.carries_records ? e->m : NULL,
                             .timeout_ms = timeout_ms, .direct = true};
-    bool ok = !url.failed && start_transfer(e, &req, done);
+    bool ok = !url.failed && start_transfer_with(e, &req, done, arg);
     buf_free(&url);
     return ok;
 }
@@ -90,11 +100,15 @@ static bool gossip_body(engine *e, shared_body **out) {
     return (*out = shared_body_take(&body)) != NULL;
 }
 
-static bool send_gossip(engine *e, const char *peer_url, transfer_done_fn done) {
+static bool send_gossip_with(engine *e, const char *peer_url, transfer_done_fn done, void *arg) {
     shared_body *body;
-    bool ok = gossip_body(e, &body) && post_gossip(e, peer_url, body, gossip_timeout_ms(e), done);
+    bool ok = gossip_body(e, &body) && post_gossip(e, peer_url, body, gossip_timeout_ms(e), done, arg);
     shared_body_unref(body);
     return ok;
+}
+
+static bool send_gossip(engine *e, const char *peer_url, transfer_done_fn done) {
+    return send_gossip_with(e, peer_url, done, e);
 }
 
 /* ---- fan-outs: bootstrap and shutdown --------------------------------------------------- */
@@ -128,7 +142,7 @@ static void fanout_pump(engine *e, node_fanout *f, transfer_done_fn done) {
         f->queue[f->next++] = NULL;
         /* One that cannot start is dropped like one that failed; the transport calls
          * nothing for it. */
-        if (url && post_gossip(e, url, f->body, timeout_ms, done)) {
+        if (url && post_gossip(e, url, f->body, timeout_ms, done, e)) {
             f->active++;
             f->sent++;
         }
@@ -272,18 +286,17 @@ static void push_verdict(engine *e) {
     if (!gossip_body(e, &body)) return;
     for (int i = 0; i < ENGINE_VERDICT_PUSH; i++) {
         const member *p = policy_gossip_target(e->pol, e->m);
-        if (p) post_gossip(e, p->base_url, body, gossip_timeout_ms(e), on_push_answer);
+        if (p) post_gossip(e, p->base_url, body, gossip_timeout_ms(e), on_push_answer, e);
     }
     shared_body_unref(body);
 }
 
-/* The lastUpdate of an offline verdict: not "now" (PROTOCOL.md), but the start of the
- * suspicion window, "offline since at least then" (later than the record it replaces here, in
- * any case). A node that heard from the peer after that, by its own timestamp, keeps it
- * online (rule 3: newer wins), and the peer itself does not need to refute; a node that has
- * no news that fresh either takes the verdict. So the verdict spreads only as far as the
- * peer is silent: everywhere for a dead peer, nowhere else for one that only this node
- * cannot reach. With the window 0 it is "now", as in the original. */
+/* The lastUpdate of an offline verdict: not "now" (PROTOCOL.md), but twice the suspicion
+ * window ago, "offline since at least then" (later than the record it replaces here, in any
+ * case). A node that heard from the peer after that, by its own timestamp, keeps it online
+ * (rule 3: newer wins), and the peer itself does not need to refute; a node with no news that
+ * fresh asks the peer before it takes the verdict ("third parties confirm", below). With the
+ * window 0 it is "now", as in the original. */
 static int64_t verdict_stamp(engine *e) {
     /* Twice the window: the verdict falls once this node has heard nothing for a window;
      * a node that heard from the peer within twice that keeps it online. */
@@ -362,6 +375,81 @@ static void on_watch_timer(void *arg) {
     if (e->state == NODE_RUNNING && p && p->status == MEMBER_ONLINE && p->heard_ms == e->round.watched_heard_ms)
         give_verdict(e, url);
     free(url);
+}
+
+/* ---- third parties confirm ---------------------------------------------------------------
+ * A node that cannot reach a peer (a link cut between those two alone) spares it while news
+ * of it keeps coming (spared_until), but news is random: now and then it has had none for
+ * long enough and gives its verdict, stamped older than the news most nodes hold, yet newer
+ * than what a few of them hold. Those few would drop a live peer until it refuted. So a node
+ * does not take another node's word that a peer it lists online is offline: the claim is
+ * held (the record stays online), the peer itself is asked (a gossip message, as a round's),
+ * and the claim applies only if that fails. A live peer answers with its fresh record, which
+ * replaces the claim here and, spreading, at the node that made it; a dead one fails to
+ * answer, one gossip timeout later than without the check. What the peer itself says in its
+ * answer (its goodbye, when it is leaving) is its own word, taken at once. At most
+ * ENGINE_CONFIRMS peers are asked at once; past that (a partition, many peers lost at once)
+ * claims apply at once, as in the original. With the suspicion window 0, never held. */
+static bool hold_offline_claim(void *ctx, const member *r, int64_t claimed) {
+    engine *e = ctx;
+    if (e->state != NODE_RUNNING || config_suspicion_window(&e->cfg) <= 0) return false;
+    node_confirms *c = &e->confirms;
+    if (c->answering && strcmp(c->answering, r->base_url) == 0) return false;
+    node_confirm *free_slot = NULL;
+    for (int i = 0; i < ENGINE_CONFIRMS; i++) {
+        node_confirm *slot = &c->slot[i];
+        if (!slot->peer) {
+            if (!free_slot) free_slot = slot;
+        } else if (strcmp(slot->peer, r->base_url) == 0) {
+            if (claimed > slot->claimed) slot->claimed = claimed;
+            return true;
+        }
+    }
+    if (!free_slot || !(free_slot->peer = strdup(r->base_url))) return false;
+    *free_slot = (node_confirm){.e = e, .peer = free_slot->peer, .claimed = claimed};
+    return true;
+}
+
+static void release_confirm(node_confirm *slot) {
+    free(slot->peer);
+    *slot = (node_confirm){0};
+}
+
+/* The held claim applies unless newer news of the peer came in meanwhile. */
+static void apply_claim(engine *e, node_confirm *slot) {
+    const member *p = membership_find(e->m, slot->peer, strlen(slot->peer));
+    if (!p || p->status != MEMBER_ONLINE || p->last_update >= slot->claimed) return;
+    membership_mark_offline(e->m, slot->peer, strlen(slot->peer), slot->claimed);
+    e->confirms.confirmed++;
+    log_info(e->cfg.log_level, "peer %s, reported offline, did not answer: now offline", slot->peer);
+}
+
+static void on_confirm_answer(void *arg, const transfer_result *r) {
+    node_confirm *slot = arg;
+    engine *e = slot->e;
+    if (!e) return; /* released: the engine is gone */
+    e->confirms.answering = slot->peer;
+    bool answered = merge_answer(e, r, WIRE_GOSSIP, slot->peer);
+    e->confirms.answering = NULL;
+    if (answered || refused_for_size(r)) {
+        e->confirms.refuted++;
+        log_debug(e->cfg.log_level, "peer %s, reported offline, answered: kept online", slot->peer);
+    } else if (e->state == NODE_RUNNING) {
+        apply_claim(e, slot);
+    }
+    release_confirm(slot);
+}
+
+static void ask_confirmations(engine *e) {
+    for (int i = 0; i < ENGINE_CONFIRMS; i++) {
+        node_confirm *slot = &e->confirms.slot[i];
+        if (!slot->peer || slot->asked) continue;
+        slot->asked = true;
+        if (!send_gossip_with(e, slot->peer, on_confirm_answer, slot)) {
+            apply_claim(e, slot);
+            release_confirm(slot);
+        }
+    }
 }
 
 /* ---- probes: now and then a round also sends our state to an offline peer --------------- */
@@ -499,7 +587,11 @@ bool engine_init(engine *e, const shazbot_settings *s, engine_clock clock, engin
     policy_set_log_level(pol, e->cfg.log_level);
     e->m = membership_new(e->cfg.base_url, e->cfg.monitor, engine_now(e), (int64_t)(e->cfg.max_clock_skew * 1000));
     bool ok = e->m != NULL;
-    if (ok) membership_set_limit(e->m, engine_state_limit(e->cfg.max_body));
+    if (ok) {
+        membership_set_limit(e->m, engine_state_limit(e->cfg.max_body));
+        e->m->offline_claim = hold_offline_claim;
+        e->m->offline_claim_ctx = e;
+    }
     for (size_t i = 0; ok && i < ENGINE_TIMER_COUNT; i++)
         ok = (*timer_slot(e, i) = clock.timer_new(clock.ctx, engine_timers[i].fire, e)) != NULL;
     if (!ok) snprintf(err, err_len, "cannot set up the node (out of memory?)");
@@ -516,6 +608,7 @@ void engine_destroy(engine *e) {
     free(e->round.peer);
     free(e->round.watched);
     free(e->probe.peer);
+    for (int i = 0; i < ENGINE_CONFIRMS; i++) release_confirm(&e->confirms.slot[i]);
     config_free(&e->cfg);
     *e = (engine){0};
 }
@@ -531,9 +624,13 @@ int engine_start(engine *e) {
     return 0;
 }
 
-void engine_take_gossip(engine *e, const member_update *u, size_t count) {
+void engine_take_gossip(engine *e, const member_update *u, size_t count, const char *sender) {
     membership_refresh_self(e->m, engine_now(e));
+    /* A goodbye comes straight from the node leaving: its own word (hold_offline_claim). */
+    const char *answering = e->confirms.answering;
+    if (sender) e->confirms.answering = sender;
     engine_merge(e, u, count);
+    e->confirms.answering = answering;
 }
 
 bool engine_serving(const engine *e) { return e->state == NODE_RUNNING || e->state == NODE_STOPPING; }

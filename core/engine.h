@@ -45,7 +45,8 @@ void engine_stop_now(engine *e);
 
 /* A gossip message that was accepted (PROTOCOL.md, POST clustershazbot/gossip): the own
  * record is refreshed, then the entries merged. */
-void engine_take_gossip(engine *e, const member_update *u, size_t count);
+/* `sender`: the Clustershazbot-From header of the request, NULL when none. */
+void engine_take_gossip(engine *e, const member_update *u, size_t count, const char *sender);
 
 /* Merges records from anywhere (a peer's message or answer, the master list), logging what
  * the state's limit made it drop (membership_set_limit). */

@@ -71,7 +71,10 @@ static void on_request(struct evhttp_request *req, void *arg) {
     }
     int status;
     switch (r) {
-    case ROUTE_GOSSIP: status = requests_gossip(&node->e, auth, body.chunks, body.count, out); break;
+    case ROUTE_GOSSIP:
+        status = requests_gossip(&node->e, auth, evhttp_find_header(evhttp_request_get_input_headers(req), ENGINE_SENDER_HEADER),
+                                 body.chunks, body.count, out);
+        break;
     case ROUTE_CONTROL: status = requests_control(&node->e, auth, body.chunks, body.count, out); break;
     case ROUTE_LIST: answer_list(node, req, auth); return;
     case ROUTE_HAPPY: status = requests_happy(&node->e, auth, false, out); break;

@@ -232,6 +232,11 @@ static merge_result merge_hashed(membership *m, const member_entry *e, member_st
         return MERGE_INSERTED;
     }
     if (e->last_update > r->last_update) {
+        if (s == MEMBER_OFFLINE && r->status == MEMBER_ONLINE && m->offline_claim &&
+            m->offline_claim(m->offline_claim_ctx, r, e->last_update)) {
+            m->stats.held_offline++;
+            return MERGE_HELD;
+        }
         set_record(m, r, e->monitor, e->last_update, s);
         r->heard_ms = now_ms;
         return MERGE_UPDATED;

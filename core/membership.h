@@ -56,12 +56,20 @@ typedef enum {
     MERGE_SKIPPED_TIME,    /* lastUpdate is not a finite integer */
     MERGE_SKIPPED_FUTURE,  /* lastUpdate beyond the allowed clock skew */
     MERGE_SKIPPED_EXPIRED, /* an offline record past the purge horizon (rule 4) */
+    MERGE_HELD,            /* an offline claim about an online peer, held back (offline_claim) */
 } merge_result;
 
 typedef struct membership_stats {
     uint64_t skipped_url, skipped_time, skipped_future, skipped_expired, refutations;
     uint64_t dropped_over_limit; /* records dropped to keep the state within its limit */
+    uint64_t held_offline;       /* offline claims held back to be confirmed (offline_claim) */
 } membership_stats;
+
+/* Asked when a merge would move an online peer offline (an offline record newer than the
+ * online one, learned from someone else): true holds the claim back, the record staying as
+ * it is, for the caller to confirm and apply later (membership_mark_offline); false applies
+ * it now. */
+typedef bool (*offline_claim_fn)(void *ctx, const struct member *r, int64_t claimed_last_update);
 
 /* The most bytes one record can take in a gossip message, its separator included:
  * {"baseUrl":"<url>","monitor":false,"lastUpdate":-9223372036854775808}, */
@@ -89,6 +97,8 @@ typedef struct membership {
     size_t wire_bytes, max_wire_bytes;
     uint64_t next_seq;
     peers_json peers[2]; /* by member_status */
+    offline_claim_fn offline_claim; /* NULL: every claim applied at once */
+    void *offline_claim_ctx;
 } membership;
 
 membership *membership_new(const char *self_url, bool self_monitor, int64_t now_ms,

@@ -39,6 +39,23 @@ typedef struct node_probe {
     char *peer; /* the probe under way, NULL when none */
 } node_probe;
 
+/* Offline claims held back until confirmed (engine.c, "third parties confirm"): a peer that
+ * some other node moved offline, asked directly before this node believes it. */
+#define ENGINE_CONFIRMS 4
+struct engine;
+typedef struct node_confirm {
+    struct engine *e;
+    char *peer;              /* the peer claimed offline; NULL: a free slot */
+    int64_t claimed;         /* the newest claim's lastUpdate */
+    bool asked;              /* its confirmation is under way */
+} node_confirm;
+
+typedef struct node_confirms {
+    node_confirm slot[ENGINE_CONFIRMS];
+    const char *answering;   /* the peer whose confirmation answer is being merged */
+    uint64_t refuted, confirmed; /* claims a live peer answered, claims applied after a failure */
+} node_confirms;
+
 /* One message to many targets (bootstrap, shutdown): one body for all of them, at most
  * ENGINE_FANOUT_CONCURRENCY transfers at once, the others waiting their turn in the
  * policy's order. */
@@ -101,6 +118,7 @@ typedef struct engine {
     node_state state;
     node_round round;
     node_probe probe;
+    node_confirms confirms;
     node_bootstrap bootstrap;
     node_announcer announcer;
     node_shutdown shutdown;

@@ -20,22 +20,23 @@ static int gossip_refused(engine *e, const char *auth, buf *out) {
     return 0;
 }
 
-int requests_gossip(engine *e, const char *auth, const wire_chunk *body, size_t chunks, buf *out) {
+int requests_gossip(engine *e, const char *auth, const char *sender, const wire_chunk *body, size_t chunks, buf *out) {
     int refused = gossip_refused(e, auth, out);
     if (refused) return refused;
     wire_message msg;
     char why[256];
     if (!wire_parse_chunks(body, chunks, WIRE_GOSSIP, &msg, why, sizeof why)) return error(out, 400, why);
-    engine_take_gossip(e, msg.entries, msg.count);
+    engine_take_gossip(e, msg.entries, msg.count, sender);
     wire_message_free(&msg);
     wire_write_list(out, e->m, WIRE_WITH_MESSAGE | WIRE_WITH_OFFLINE);
     return 200;
 }
 
-int requests_gossip_records(engine *e, const char *auth, const member_update *u, size_t count, buf *error_out) {
+int requests_gossip_records(engine *e, const char *auth, const char *sender, const member_update *u, size_t count,
+                            buf *error_out) {
     int refused = gossip_refused(e, auth, error_out);
     if (refused) return refused;
-    engine_take_gossip(e, u, count);
+    engine_take_gossip(e, u, count, sender);
     return 200;
 }
 

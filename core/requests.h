@@ -9,10 +9,12 @@
 #include "wire.h"
 
 /* Each writes the answer body into `out` and returns the HTTP status. */
-int requests_gossip(engine *e, const char *auth, const wire_chunk *body, size_t chunks, buf *out);
+/* `sender`: the request's Clustershazbot-From header (ENGINE_SENDER_HEADER), NULL when none. */
+int requests_gossip(engine *e, const char *auth, const char *sender, const wire_chunk *body, size_t chunks, buf *out);
 /* The same request as records (a transport that carries them, driver.h): 200, after which the
  * answer is the engine's state, or the refusal's status with its error in `error_out`. */
-int requests_gossip_records(engine *e, const char *auth, const member_update *u, size_t count, buf *error_out);
+int requests_gossip_records(engine *e, const char *auth, const char *sender, const member_update *u, size_t count,
+                            buf *error_out);
 int requests_list(engine *e, const char *auth, buf *out);
 /* The same answer in parts that share the state's cached bytes (wire_list_parts_get), for the
  * node's listener: 200 with `parts` to free, or the refusal's status with its error in

@@ -183,7 +183,7 @@ void shazbot_gossip_request(shazbot *node, const char *auth, const char *body, s
                             shazbot_response *out) {
     buf b = {0};
     wire_chunk whole = {body ? body : "", body ? body_len : 0};
-    respond(node, requests_gossip(&node->e, auth, &whole, 1, &b), &b, out);
+    respond(node, requests_gossip(&node->e, auth, NULL, &whole, 1, &b), &b, out);
 }
 
 void shazbot_list_request(shazbot *node, const char *auth, shazbot_response *out) {

@@ -172,7 +172,7 @@ typedef struct message {
     transfer_done_fn done;
     void *arg;
     const char *method;
-    char *authorization, *if_match, *body;
+    char *authorization, *if_match, *body, *sender;
     size_t body_len;
     snapshot sent, answered; /* gossip as records */
     int64_t deadline_us; /* when the sender's timeout runs out */
@@ -186,6 +186,7 @@ typedef struct message {
 
 static void message_free(message *msg) {
     free(msg->authorization);
+    free(msg->sender);
     free(msg->if_match);
     free(msg->body);
     snapshot_release(msg->s, &msg->sent);
@@ -272,7 +273,7 @@ static void arrive(void *arg) {
         return;
     }
     msg->ok = true;
-    msg->status = requests_gossip_records(&target->e, msg->authorization, msg->sent.records, msg->sent.count, &msg->answer);
+    msg->status = requests_gossip_records(&target->e, msg->authorization, msg->sender, msg->sent.records, msg->sent.count, &msg->answer);
     if (msg->status == 200) {
         if (!snapshot_take(s, target->e.m, &msg->answered)) {
             msg->status = 500;
@@ -306,9 +307,10 @@ static bool sim_start(void *ctx, const transfer_request *req, transfer_done_fn d
                      .body_len = body_len,
                      .deadline_us = vclock_now_us(s->clock) + (int64_t)req->timeout_ms * 1000};
     msg->authorization = req->authorization ? strdup(req->authorization) : NULL;
+    msg->sender = req->sender ? strdup(req->sender) : NULL;
     msg->if_match = req->if_match ? strdup(req->if_match) : NULL;
     msg->body = malloc(body_len + 1);
-    if (!msg->body || (req->authorization && !msg->authorization) || (req->if_match && !msg->if_match)) {
+    if (!msg->body || (req->authorization && !msg->authorization) || (req->sender && !msg->sender) || (req->if_match && !msg->if_match)) {
         message_free(msg);
         return false;
     }

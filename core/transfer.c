@@ -253,6 +253,12 @@ bool transfer_start(transfer_pool *pool, const transfer_request *req, transfer_d
         if (h.data) j->headers = curl_slist_append(j->headers, h.data);
         buf_free(&h);
     }
+    if (req->sender) {
+        buf h = {0};
+        buf_printf(&h, "%s: %s", ENGINE_SENDER_HEADER, req->sender);
+        if (h.data) j->headers = curl_slist_append(j->headers, h.data);
+        buf_free(&h);
+    }
     if (req->if_match) {
         buf h = {0};
         buf_printf(&h, "If-Match: %s", req->if_match);

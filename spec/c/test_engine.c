@@ -439,7 +439,7 @@ static void add_fanout_targets(fixture *f) {
                                      .last_update = vclock_now_ms(f->clock), .last_update_ok = true},
                                .status = MEMBER_ONLINE};
     }
-    engine_take_gossip(&f->e, u, FANOUT_PEERS + FANOUT_MONITORS);
+    engine_take_gossip(&f->e, u, FANOUT_PEERS + FANOUT_MONITORS, NULL);
 }
 
 static bool is_monitor_url(const char *url) { return strstr(url, "/m") != NULL; }
@@ -629,7 +629,7 @@ static void news_of(fixture *f, const char *url, member_status s) {
     member_update u = {.e = {.base_url = url, .url_len = strlen(url), .last_update = vclock_now_ms(f->clock),
                              .last_update_ok = true},
                        .status = s};
-    engine_take_gossip(&f->e, &u, 1);
+    engine_take_gossip(&f->e, &u, 1, NULL);
 }
 
 /* Fails every round request to PEER until `until` seconds, bringing news of it every
@@ -718,8 +718,12 @@ static void test_probe_brings_back(void) {
     fixture f;
     setup(&f, NULL, NULL);
     start_with_peer(&f);
-    /* PEER goes offline through a third party's verdict. */
+    /* PEER goes offline through a third party's verdict, once it fails to confirm it. */
+    size_t claimed_at = f.script.count;
     news_of(&f, PEER, MEMBER_OFFLINE);
+    long confirm = find_request(&f.script, claimed_at, "POST", PEER "clustershazbot/gossip");
+    CHECK(confirm >= 0);
+    if (confirm >= 0) fail(&f.script, (size_t)confirm);
     CHECK(record(&f, PEER)->status == MEMBER_OFFLINE);
     size_t from = f.script.count;
     long probe = run_until_request(&f, from, "POST", PEER "clustershazbot/gossip", 200);
@@ -742,6 +746,122 @@ static void test_probe_brings_back(void) {
              (long long)vclock_now_ms(f.clock) + 1);
     answer(&f.script, (size_t)probe, 200, body, NULL);
     CHECK(record(&f, PEER)->status == MEMBER_ONLINE);
+    teardown(&f);
+}
+
+/* Another node's word that a peer is offline is not taken at once: the peer is asked first
+ * (a gossip message), and the claim applies only if that fails. A live peer's answer keeps
+ * it online; a peer's own word that it is offline (its goodbye, in the answer) is taken; with
+ * more claims than confirmations at once, or with the window 0, claims apply at once.
+ * (Mutations: claims never held; a claim applied though the peer answered; the peer's own
+ * word held.) */
+static const char *gossip_answer_of(const char *url, member_status status, int64_t last_update) {
+    static char body[512];
+    char record[300];
+    snprintf(record, sizeof record, "{\"baseUrl\":\"%s\",\"monitor\":false,\"lastUpdate\":%lld}", url, (long long)last_update);
+    snprintf(body, sizeof body, "{\"message\":\"gossip\",\"online\":[%s],\"offline\":[%s]}",
+             status == MEMBER_ONLINE ? record : "", status == MEMBER_OFFLINE ? record : "");
+    return body;
+}
+
+static void test_third_party_claims_confirmed(void) {
+    fixture f;
+    setup(&f, NULL, NULL);
+    start_with_peer(&f);
+    /* A live peer: asked, it answers, it stays online with its own fresher record. */
+    size_t from = f.script.count;
+    news_of(&f, PEER, MEMBER_OFFLINE);
+    int64_t claim = vclock_now_ms(f.clock);
+    CHECK(record(&f, PEER)->status == MEMBER_ONLINE);
+    long ask = find_request(&f.script, from, "POST", PEER "clustershazbot/gossip");
+    CHECK(ask >= 0);
+    if (ask < 0) return teardown(&f);
+    run_until(&f, now_s(&f) + 0.2);
+    answer(&f.script, (size_t)ask, 200, gossip_answer_of(PEER, MEMBER_ONLINE, vclock_now_ms(f.clock)), NULL);
+    CHECK(record(&f, PEER)->status == MEMBER_ONLINE);
+    CHECK(record(&f, PEER)->last_update > claim);
+    CHECK_INT(f.e.confirms.refuted, 1);
+    /* A claim repeated while it is being confirmed asks once. */
+    from = f.script.count;
+    run_until(&f, now_s(&f) + 0.2);
+    news_of(&f, PEER, MEMBER_OFFLINE);
+    news_of(&f, PEER, MEMBER_OFFLINE);
+    claim = vclock_now_ms(f.clock);
+    ask = find_request(&f.script, from, "POST", PEER "clustershazbot/gossip");
+    CHECK(ask >= 0 && find_request(&f.script, (size_t)ask + 1, "POST", PEER "clustershazbot/gossip") < 0);
+    if (ask < 0) return teardown(&f);
+    /* It does not answer: the claim applies, with its own stamp. */
+    fail(&f.script, (size_t)ask);
+    CHECK(record(&f, PEER)->status == MEMBER_OFFLINE);
+    CHECK_INT(record(&f, PEER)->last_update, claim);
+    CHECK_INT(f.e.confirms.confirmed, 1);
+    /* Back online; then a claim whose confirmation the peer answers with its goodbye. */
+    run_until(&f, now_s(&f) + 0.2);
+    news_of(&f, PEER, MEMBER_ONLINE);
+    CHECK(record(&f, PEER)->status == MEMBER_ONLINE);
+    from = f.script.count;
+    run_until(&f, now_s(&f) + 0.2);
+    news_of(&f, PEER, MEMBER_OFFLINE);
+    ask = find_request(&f.script, from, "POST", PEER "clustershazbot/gossip");
+    CHECK(ask >= 0);
+    if (ask < 0) return teardown(&f);
+    answer(&f.script, (size_t)ask, 200, gossip_answer_of(PEER, MEMBER_OFFLINE, vclock_now_ms(f.clock) + 1), NULL);
+    CHECK(record(&f, PEER)->status == MEMBER_OFFLINE);
+    CHECK_INT(record(&f, PEER)->last_update, vclock_now_ms(f.clock) + 1); /* its word, not the claim */
+    teardown(&f);
+
+    /* A goodbye straight from the peer (its Clustershazbot-From header) is its own word. */
+    setup(&f, NULL, NULL);
+    start_with_peer(&f);
+    run_until(&f, now_s(&f) + 0.2);
+    from = f.script.count;
+    member_update bye = {.e = {.base_url = PEER, .url_len = strlen(PEER), .last_update = vclock_now_ms(f.clock),
+                               .last_update_ok = true},
+                         .status = MEMBER_OFFLINE};
+    engine_take_gossip(&f.e, &bye, 1, OTHER);
+    CHECK(record(&f, PEER)->status == MEMBER_ONLINE); /* another's word about it: held */
+    engine_take_gossip(&f.e, &bye, 1, PEER);
+    CHECK(record(&f, PEER)->status == MEMBER_OFFLINE);
+    teardown(&f);
+
+    /* More claims at once than confirmations: the ones past ENGINE_CONFIRMS apply at once. */
+    setup(&f, NULL, NULL);
+    start_with_peer(&f);
+    enum { PEERS = ENGINE_CONFIRMS + 2 };
+    char urls[PEERS][64];
+    member_update u[PEERS];
+    for (int i = 0; i < PEERS; i++) {
+        snprintf(urls[i], sizeof urls[i], "http://127.0.0.1:%d/", 7100 + i);
+        u[i] = (member_update){.e = {.base_url = urls[i], .url_len = strlen(urls[i]),
+                                     .last_update = vclock_now_ms(f.clock), .last_update_ok = true},
+                              .status = MEMBER_ONLINE};
+    }
+    engine_take_gossip(&f.e, u, PEERS, NULL);
+    run_until(&f, now_s(&f) + 0.2);
+    from = f.script.count;
+    for (int i = 0; i < PEERS; i++) {
+        u[i].status = MEMBER_OFFLINE;
+        u[i].e.last_update = vclock_now_ms(f.clock);
+    }
+    engine_take_gossip(&f.e, u, PEERS, NULL);
+    int held = 0, asked = 0;
+    for (int i = 0; i < PEERS; i++) {
+        char url[512];
+        snprintf(url, sizeof url, "%sclustershazbot/gossip", urls[i]);
+        held += record(&f, urls[i])->status == MEMBER_ONLINE;
+        asked += find_request(&f.script, from, "POST", url) >= 0;
+    }
+    CHECK_INT(held, ENGINE_CONFIRMS);
+    CHECK_INT(asked, ENGINE_CONFIRMS);
+    teardown(&f);
+
+    /* With the suspicion window 0: as in the original, taken at once, nobody asked. */
+    setup(&f, NULL, (const char *const[]){"SHAZBOT_SUSPICION_WINDOW", "0", NULL});
+    start_with_peer(&f);
+    from = f.script.count;
+    news_of(&f, PEER, MEMBER_OFFLINE);
+    CHECK(record(&f, PEER)->status == MEMBER_OFFLINE);
+    CHECK(find_request(&f.script, from, "POST", PEER "clustershazbot/gossip") < 0);
     teardown(&f);
 }
 
@@ -823,7 +943,7 @@ static void test_state_limit(void) {
                                      .last_update_ok = true},
                                .status = MEMBER_OFFLINE};
     }
-    engine_take_gossip(&f.e, u, N);
+    engine_take_gossip(&f.e, u, N, NULL);
     buf body = {0};
     wire_write_list(&body, f.e.m, WIRE_WITH_MESSAGE | WIRE_WITH_OFFLINE);
     CHECK(body.len <= 65536);
@@ -855,6 +975,7 @@ int main(void) {
     test_suspicion_window();
     test_spared_peer_looked_at_again();
     test_probe_brings_back();
+    test_third_party_claims_confirmed();
     test_size_refusal_is_no_verdict();
     test_timings_follow_interval();
     test_state_limit();

@@ -128,7 +128,7 @@ typedef enum { OP_GOSSIP, OP_CONTROL, OP_LIST, OP_HAPPY } op_kind;
 
 static int run(node *n, op_kind op, const char *auth, bool flag, const wire_chunk *c, size_t count, buf *out) {
     switch (op) {
-    case OP_GOSSIP: return requests_gossip(&n->e, auth, c, count, out);
+    case OP_GOSSIP: return requests_gossip(&n->e, auth, NULL, c, count, out);
     case OP_CONTROL: return requests_control(&n->e, auth, c, count, out);
     case OP_LIST: return requests_list(&n->e, auth, out);
     case OP_HAPPY: return requests_happy(&n->e, auth, flag, out);
@@ -178,8 +178,8 @@ static void request(node *whole, node *pieces, uint8_t what, uint8_t split, cons
         FUZZ_ASSERT(same_buf(&out_whole, &after), "the answer is not the state:\n%s\n%s", out_whole.data, after.data);
         /* Sent to both nodes, which keep the same counts of skipped entries for /happy. */
         buf again = {0}, again_pieces = {0};
-        FUZZ_ASSERT(requests_gossip(&whole->e, auth, &one, 1, &again) == 200 &&
-                        requests_gossip(&pieces->e, auth, chunks, count, &again_pieces) == 200,
+        FUZZ_ASSERT(requests_gossip(&whole->e, auth, NULL, &one, 1, &again) == 200 &&
+                        requests_gossip(&pieces->e, auth, NULL, chunks, count, &again_pieces) == 200,
                     "the same message refused the second time");
         buf_free(&again_pieces);
         FUZZ_ASSERT(same_buf(&after, &again), "the same message changed the state the second time:\n%s\n%s",

@@ -4,12 +4,10 @@
 --   partition   3|3 for PARTITION_SECONDS (45), then the links come back: every node must list
 --               every node online within PARTITION_HEAL_BOUND (10) seconds.
 --   asymmetric  nodes 1 and 2 cut from each other only, for ASYMMETRIC_SECONDS (90): nodes 3
---               to 6 must list 1 or 2 offline in at most ASYMMETRIC_DOWN_SHARE (2 %) of their
---               samples, never for longer than ASYMMETRIC_LONGEST (2.5 s). Issue 10 asks for
---               never, which is not reached: measured 0.1 to 0.7 % (2 to 7 flaps of 0.2 to
---               1.6 s) against 3.7 to 5.7 % (20 to 29 flaps, up to 3.6 s) before. The residue
---               is a third party whose news of node 2 is as stale as node 1's (README,
---               "Failures, partitions and a bounded state"); the bounds guard the gain.
+--               to 6 must never list 1 or 2 offline, as issue 10 asks (ASYMMETRIC_DOWN_SHARE,
+--               0 by default, allows a share of samples, to measure a build that misses it).
+--               Before third parties confirmed claims (README, "Third parties confirm before
+--               they believe"): 0.1 to 0.7 % of samples; before suspicion, 3.7 to 5.7 %.
 --   sigstop     one node stopped with SIGSTOP: every other node must list it offline within
 --               3 intervals + timeout + retry + timeout (STOP_BOUND overrides the lot).
 -- Each scenario starts from a fresh cluster, and prints one summary line of figures ("# ...").
@@ -40,8 +38,7 @@ local PARTITION_SECONDS = setting("PARTITION_SECONDS", 45)
 local HEAL_BOUND = setting("PARTITION_HEAL_BOUND", 10)
 local HEAL_OBSERVE = math.max(HEAL_BOUND, setting("PARTITION_HEAL_OBSERVE", HEAL_BOUND))
 local ASYMMETRIC_SECONDS = setting("ASYMMETRIC_SECONDS", 90)
-local ASYMMETRIC_DOWN_SHARE = setting("ASYMMETRIC_DOWN_SHARE", 0.02)
-local ASYMMETRIC_LONGEST = setting("ASYMMETRIC_LONGEST", 2.5)
+local ASYMMETRIC_DOWN_SHARE = setting("ASYMMETRIC_DOWN_SHARE", 0)
 -- The node's defaults at this interval (core/config.c: the timings follow the interval).
 local function clamp(v, lo, hi) return math.max(lo, math.min(hi, v)) end
 local GOSSIP_TIMEOUT = setting("PARTITION_GOSSIP_TIMEOUT", clamp(INTERVAL, 1, 5))
@@ -226,8 +223,8 @@ describe("six nodes in network namespaces", function()
       healed and string.format("healed after %.1f s", healed) or last .. " of " .. N * (N - 1) .. " pairs online"))
   end)
 
-  it("keeps nodes 1 and 2, cut from each other only, online at every third party (but for " ..
-     100 * ASYMMETRIC_DOWN_SHARE .. " % of samples at most)", function()
+  it("keeps nodes 1 and 2, cut from each other only, online at every third party" ..
+     (ASYMMETRIC_DOWN_SHARE > 0 and " (but for " .. 100 * ASYMMETRIC_DOWN_SHARE .. " % of samples at most)" or ""), function()
     start_cluster()
     net:block(1, 2)
     -- Per (observer 3..6, subject 1 or 2): samples where the subject was not listed online,
@@ -271,9 +268,9 @@ describe("six nodes in network namespaces", function()
       down_total, observed, observed > 0 and 100 * down_total / observed or 0, flaps, longest,
       ASYMMETRIC_SECONDS, samples, table.concat(per_observer, " ")))
     assert(observed > 0, "no third party answered a sample")
-    assert(down_total <= ASYMMETRIC_DOWN_SHARE * observed and longest <= ASYMMETRIC_LONGEST,
-      string.format("third parties listed node 1 or 2 offline in %d of %d samples (%d flaps, longest %.1f s; at most %g %% and %g s)",
-        down_total, observed, flaps, longest, 100 * ASYMMETRIC_DOWN_SHARE, ASYMMETRIC_LONGEST))
+    assert(down_total <= ASYMMETRIC_DOWN_SHARE * observed,
+      string.format("third parties listed node 1 or 2 offline in %d of %d samples (%d flaps, longest %.1f s; at most %g %%)",
+        down_total, observed, flaps, longest, 100 * ASYMMETRIC_DOWN_SHARE))
   end)
 
   it("has every other node list a SIGSTOPped node offline within " .. STOP_BOUND .. " s", function()
