@@ -455,6 +455,48 @@ static void test_mark_offline(void) {
     membership_free(m);
 }
 
+/* The offline_claim hook: asked only when a merge would move an online peer offline; true
+ * holds the claim (the record unchanged, counted), false applies it. */
+typedef struct claims_seen {
+    int asked;
+    bool hold;
+    int64_t last_claim;
+} claims_seen;
+
+static bool record_claim(void *ctx, const member *r, int64_t claimed) {
+    claims_seen *seen = ctx;
+    (void)r;
+    seen->asked++;
+    seen->last_claim = claimed;
+    return seen->hold;
+}
+
+static void test_offline_claims(void) {
+    membership *m = fresh();
+    claims_seen seen = {.hold = true};
+    m->offline_claim = record_claim;
+    m->offline_claim_ctx = &seen;
+    merge(m, PEER, T(1000), MEMBER_ONLINE);
+    CHECK_INT(merge(m, PEER, T(2000), MEMBER_OFFLINE), MERGE_HELD);
+    CHECK_INT(seen.asked, 1);
+    CHECK_INT(seen.last_claim, T(2000));
+    CHECK_INT(get(m, PEER)->status, MEMBER_ONLINE);
+    CHECK_INT(get(m, PEER)->last_update, T(1000));
+    CHECK_INT(m->stats.held_offline, 1);
+    /* Not asked: an older claim, an unknown peer, a peer already offline, the own record. */
+    CHECK_INT(merge(m, PEER, T(500), MEMBER_OFFLINE), MERGE_KEPT);
+    CHECK_INT(merge(m, OTHER, T(2000), MEMBER_OFFLINE), MERGE_INSERTED);
+    CHECK_INT(merge(m, OTHER, T(3000), MEMBER_OFFLINE), MERGE_UPDATED);
+    CHECK_INT(merge(m, SELF, NOW, MEMBER_OFFLINE), MERGE_SELF_REFUTED);
+    CHECK_INT(seen.asked, 1);
+    /* Applied when the hook says so. */
+    seen.hold = false;
+    CHECK_INT(merge(m, PEER, T(2000), MEMBER_OFFLINE), MERGE_UPDATED);
+    CHECK_INT(seen.asked, 2);
+    CHECK_INT(get(m, PEER)->status, MEMBER_OFFLINE);
+    membership_free(m);
+}
+
 /* Many records: the hash table grows, finds stay right through removals and purges. */
 static void test_many_records(void) {
     membership *m = fresh();
@@ -548,6 +590,7 @@ int main(void) {
     test_purge();
     test_own_record();
     test_mark_offline();
+    test_offline_claims();
     test_many_records();
     return check_finish("test_membership");
 }
