@@ -100,15 +100,11 @@ static bool gossip_body(engine *e, shared_body **out) {
     return (*out = shared_body_take(&body)) != NULL;
 }
 
-static bool send_gossip_with(engine *e, const char *peer_url, transfer_done_fn done, void *arg) {
+static bool send_gossip(engine *e, const char *peer_url, transfer_done_fn done) {
     shared_body *body;
-    bool ok = gossip_body(e, &body) && post_gossip(e, peer_url, body, gossip_timeout_ms(e), done, arg);
+    bool ok = gossip_body(e, &body) && post_gossip(e, peer_url, body, gossip_timeout_ms(e), done, e);
     shared_body_unref(body);
     return ok;
-}
-
-static bool send_gossip(engine *e, const char *peer_url, transfer_done_fn done) {
-    return send_gossip_with(e, peer_url, done, e);
 }
 
 /* ---- fan-outs: bootstrap and shutdown --------------------------------------------------- */
@@ -386,7 +382,7 @@ static void on_watch_timer(void *arg) {
  * held (the record stays online), the peer itself is asked (a gossip message, as a round's),
  * and the claim applies only if that fails. A live peer answers with its fresh record, which
  * replaces the claim here and, spreading, at the node that made it; a dead one fails to
- * answer, one gossip timeout later than without the check. What the peer itself says in its
+ * answer, half a gossip timeout later than without the check (confirm_timeout_ms). What the peer itself says in its
  * answer (its goodbye, when it is leaving) is its own word, taken at once. At most
  * ENGINE_CONFIRMS peers are asked at once; past that (a partition, many peers lost at once)
  * claims apply at once, as in the original. With the suspicion window 0, never held. */
@@ -440,16 +436,26 @@ static void on_confirm_answer(void *arg, const transfer_result *r) {
     release_confirm(slot);
 }
 
+/* Half the gossip timeout: the claim comes from a node that already waited out two of them,
+ * and a live peer answers in milliseconds; one slower than this is taken for dead, as it
+ * would have been without the check, and refutes. */
+static long confirm_timeout_ms(const engine *e) { return gossip_timeout_ms(e) / 2; }
+
 static void ask_confirmations(engine *e) {
+    shared_body *body = NULL;
+    bool written = false;
     for (int i = 0; i < ENGINE_CONFIRMS; i++) {
         node_confirm *slot = &e->confirms.slot[i];
         if (!slot->peer || slot->asked) continue;
         slot->asked = true;
-        if (!send_gossip_with(e, slot->peer, on_confirm_answer, slot)) {
+        /* One body for every confirmation asked now: the state is the same for all. */
+        if (!written) written = gossip_body(e, &body);
+        if (!written || !post_gossip(e, slot->peer, body, confirm_timeout_ms(e), on_confirm_answer, slot)) {
             apply_claim(e, slot);
             release_confirm(slot);
         }
     }
+    shared_body_unref(body);
 }
 
 /* ---- probes: now and then a round also sends our state to an offline peer --------------- */
