@@ -74,7 +74,7 @@ static bool post_gossip(engine *e, const char *peer_url, shared_body *body, long
     buf_printf(&url, "%sclustershazbot/gossip", peer_url);
     transfer_request req = {.method = "POST", .url = url.data, .authorization = e->cfg.secret, .shared = body,
                             .records = e->transport.carries_records ? e->m : NULL,
-                            .timeout_ms = timeout_ms, .direct = true};
+                            .timeout_ms = timeout_ms, .direct = true, .compressible = true};
     bool ok = !url.failed && start_transfer(e, &req, done);
     buf_free(&url);
     return ok;
