@@ -144,7 +144,7 @@ static void test_joined(codec *c) {
             }
         }
         codec_writer_end(&w, &piece);
-        buf_add(&body, piece.data, piece.len);
+        if (piece.len) buf_add(&body, piece.data, piece.len); /* zstd has no end */
         buf other = {0};
         bool read = k == CODEC_GZIP ? zlib_gunzip(body.data, body.len, &other) : zstd_plain(body.data, body.len, plain.len, &other);
         CHECK(read && other.len == plain.len && memcmp(other.data, plain.data, plain.len) == 0);
