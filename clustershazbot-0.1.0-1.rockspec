@@ -19,7 +19,7 @@ description = {
 dependencies = {
   "lua >= 5.4, < 5.5",
 }
--- The C libraries (Lua 5.4, libevent, libcurl, yajl) are found by CMake through pkg-config,
+-- The C libraries (Lua 5.4, libevent, libcurl, yajl, zlib, libzstd) are found by CMake through pkg-config,
 -- which knows Debian's multiarch paths; a missing one stops the build naming it.
 build = {
   type = "cmake",

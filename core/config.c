@@ -12,7 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
-typedef enum { KIND_STRING, KIND_URL, KIND_SECONDS, KIND_BOOL, KIND_LISTEN, KIND_LOG, KIND_BYTES } kind;
+typedef enum { KIND_STRING, KIND_URL, KIND_SECONDS, KIND_BOOL, KIND_LISTEN, KIND_LOG, KIND_BYTES, KIND_CODEC } kind;
 
 typedef struct variable {
     const char *name;
@@ -55,6 +55,7 @@ static const variable variables[] = {
     {"SHAZBOT_GOSSIP_TIMEOUT", KIND_SECONDS, AT(gossip_timeout), false, false, NULL, 3600},
     {"SHAZBOT_GOSSIP_RETRY", KIND_SECONDS, AT(gossip_retry), false, false, NULL, 3600},
     {"SHAZBOT_SUSPICION_WINDOW", KIND_SECONDS, AT(suspicion_window), false, true, NULL, DAY_SECONDS},
+    {"SHAZBOT_COMPRESSION", KIND_CODEC, AT(compression), false, false, NULL, 0},
     {"HAPPY_SECRET", KIND_STRING, AT(happy_secret), false, false,
      "must not be empty ('none' opens /happy to everyone; unset, every request gets 401)", 0},
 #undef NOT_EMPTY
@@ -74,6 +75,7 @@ void config_init(shazbot_settings *s) {
     s->request_timeout = 20;
     s->gossip_timeout = s->gossip_retry = 0; /* follow the interval */
     s->suspicion_window = -1;                /* follows the interval */
+    s->compression = CODEC_ZSTD;
 }
 
 /* The gossip timings follow the interval unless set (PROTOCOL.md's 5 s timeout and 3 s retry
@@ -193,6 +195,16 @@ bool config_set(shazbot_settings *s, const char *name, const char *value, char *
             }
         }
         return bad(err, err_len, name, value, "is not one of error, warn, info, debug");
+    }
+    case KIND_CODEC: {
+        static const char *names[] = {[CODEC_IDENTITY] = "none", [CODEC_GZIP] = "gzip", [CODEC_ZSTD] = "zstd"};
+        for (int i = CODEC_IDENTITY; i <= CODEC_ZSTD; i++) {
+            if (strcasecmp(value, names[i]) == 0) {
+                *FIELD(s, v, codec_kind) = (codec_kind)i;
+                return true;
+            }
+        }
+        return bad(err, err_len, name, value, "is not one of zstd, gzip, none");
     }
     case KIND_LISTEN: {
         char *host = NULL;

@@ -10,6 +10,10 @@
 
 typedef enum { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG } log_level;
 
+/* The content codings of HTTP that the node knows (codec.c), in the order of preference of
+ * the ones it writes: identity (none), gzip, zstd. deflate is only read. */
+typedef enum { CODEC_IDENTITY = 0, CODEC_GZIP, CODEC_ZSTD, CODEC_DEFLATE } codec_kind;
+
 typedef struct shazbot_settings {
     char *secret;
     char *control_secret;
@@ -35,6 +39,10 @@ typedef struct shazbot_settings {
     double gossip_timeout;   /* seconds a gossip POST may take */
     double gossip_retry;     /* seconds before the one retry after a failure */
     double suspicion_window; /* a peer heard of this recently is not moved offline (engine.c) */
+    /* SHAZBOT_COMPRESSION: the best coding this node compresses its gossip and answers with
+     * (CODEC_ZSTD, CODEC_GZIP or CODEC_IDENTITY for none). What it is sent it reads whatever
+     * this says. */
+    codec_kind compression;
 } shazbot_settings;
 
 /* Defaults for everything optional; required values NULL. */

@@ -75,6 +75,9 @@ typedef struct transfer_request {
      * set for peers, which are the cluster's own servers. Unset, libcurl's usual rules apply,
      * which a master list on another network may need. */
     bool direct;
+    /* A peer's gossip: the transport may send the body compressed, in a coding the peer takes
+     * (transfer.c says how it learns which). Unset, the body goes as it is. */
+    bool compressible;
     /* For a transport that carries records: a gossip message is this state, in place of its
      * JSON body (which is then not written). */
     const membership *records;

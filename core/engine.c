@@ -84,7 +84,7 @@ static bool post_gossip(engine *e, const char *peer_url, shared_body *body, long
     transfer_request req = {.method = "POST", .url = url.data, .authorization = e->cfg.secret, .shared = body,
                             .sender = e->cfg.base_url,
                             .records = e->transport.carries_records ? e->m : NULL,
-                            .timeout_ms = timeout_ms, .direct = true};
+                            .timeout_ms = timeout_ms, .direct = true, .compressible = true};
     bool ok = !url.failed && start_transfer_with(e, &req, done, arg);
     buf_free(&url);
     return ok;

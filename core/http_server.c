@@ -24,6 +24,7 @@
 struct http_server {
     struct evhttp *http;
     http_guard *guard; /* over http */
+    codec *codec;
     http_server_options o;
     bool replying; /* inside http_server_answer: the answer being written is ours */
 };
@@ -32,6 +33,7 @@ static const char *reason_phrase(int status) {
     static const char *reasons[] = {[200] = "OK", [400] = "Bad Request", [401] = "Unauthorized",
                                     [404] = "Not Found", [405] = "Method Not Allowed",
                                     [412] = "Precondition Failed", [413] = "Payload Too Large",
+                                    [415] = "Unsupported Media Type",
                                     [500] = "Internal Server Error", [501] = "Not Implemented",
                                     [503] = "Service Unavailable"};
     return status > 0 && status < (int)(sizeof reasons / sizeof *reasons) && reasons[status] ? reasons[status] : "Error";
@@ -41,6 +43,8 @@ static void count(http_server *s, int status) {
     if (s->o.count) s->o.count(status, s->o.arg);
 }
 
+static void write_error_message(http_server *s, int status, buf *message);
+
 /* ---- answers ------------------------------------------------------------------------------ */
 
 static void free_body(const void *data, size_t len, void *arg) {
@@ -49,27 +53,59 @@ static void free_body(const void *data, size_t len, void *arg) {
     free((void *)data);
 }
 
-/* Sends `body` (taken over, may be NULL when out of memory) as the answer: no body to a HEAD.
- * An answer to HEAD has no body, and evhttp writes whatever it is given without a
- * Content-Length: on a kept-alive connection those bytes would be read as the start of the
- * next answer. */
-static void send_answer(http_server *s, struct evhttp_request *req, int status, struct evbuffer *body) {
+/* Sends `body` (taken over, may be NULL when out of memory), in `coding`, as the answer: no
+ * body to a HEAD. An answer to HEAD has no body, and evhttp writes whatever it is given
+ * without a Content-Length: on a kept-alive connection those bytes would be read as the start
+ * of the next answer. Answers to GET vary with the Accept-Encoding they were asked with (for
+ * caches); answers to POST and PUT say which codings the server reads in requests (RFC 7694,
+ * 3), which is how a peer learns it may send zstd. */
+static void send_answer(http_server *s, struct evhttp_request *req, int status, struct evbuffer *body,
+                        codec_kind coding) {
     count(s, status);
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
-    if (body && evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) evbuffer_drain(body, evbuffer_get_length(body));
+    struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
+    evhttp_add_header(headers, "Content-Type", "application/json");
+    if (coding != CODEC_IDENTITY) evhttp_add_header(headers, "Content-Encoding", codec_name(coding));
+    enum evhttp_cmd_type method = evhttp_request_get_command(req);
+    if (method == EVHTTP_REQ_GET || method == EVHTTP_REQ_HEAD) evhttp_add_header(headers, "Vary", "Accept-Encoding");
+    else if (method == EVHTTP_REQ_POST || method == EVHTTP_REQ_PUT || status == 415)
+        evhttp_add_header(headers, "Accept-Encoding", CODEC_READABLE);
+    if (body && method == EVHTTP_REQ_HEAD) evbuffer_drain(body, evbuffer_get_length(body));
     s->replying = true;
     evhttp_send_reply(req, status, reason_phrase(status), body);
     s->replying = false;
     if (body) evbuffer_free(body);
 }
 
-void http_server_answer(http_server *s, struct evhttp_request *req, int status, buf *b) {
+codec_kind http_server_answer_coding(const http_server *s, struct evhttp_request *req, size_t len) {
+    if (len < CODEC_MIN_SIZE || s->o.compression == CODEC_IDENTITY) return CODEC_IDENTITY;
+    return codec_accepted(evhttp_find_header(evhttp_request_get_input_headers(req), "Accept-Encoding"),
+                          s->o.compression);
+}
+
+codec *http_server_codec(http_server *s) { return s->codec; }
+
+void http_server_answer_as(http_server *s, struct evhttp_request *req, int status, buf *b, codec_kind coding) {
     struct evbuffer *body = evbuffer_new();
     size_t len;
     char *data = buf_take(b, &len);
     if (body && data) evbuffer_add_reference(body, data, len, free_body, NULL);
     else free(data);
-    send_answer(s, req, status, body);
+    send_answer(s, req, status, body, coding);
+}
+
+void http_server_answer(http_server *s, struct evhttp_request *req, int status, buf *b) {
+    codec_kind coding = http_server_answer_coding(s, req, b->len);
+    if (coding != CODEC_IDENTITY) {
+        buf coded = {0};
+        codec_encode(s->codec, coding, b->data, b->len, &coded);
+        if (!coded.failed) {
+            buf_free(b);
+            http_server_answer_as(s, req, status, &coded, coding);
+            return;
+        }
+        buf_free(&coded); /* out of memory: the plain answer still goes */
+    }
+    http_server_answer_as(s, req, status, b, CODEC_IDENTITY);
 }
 
 /* ---- shared answers --------------------------------------------------------------------
@@ -90,7 +126,7 @@ static void release_shared(const void *data, size_t len, void *arg) {
 }
 
 void http_server_answer_pieces(http_server *s, struct evhttp_request *req, int status, const http_piece *pieces,
-                               size_t count) {
+                               size_t count, codec_kind coding) {
     bool head = evhttp_request_get_command(req) == EVHTTP_REQ_HEAD;
     pthread_mutex_lock(&held_lock);
     size_t others = held_bytes; /* what answers hold besides the blocks of this one */
@@ -132,7 +168,7 @@ void http_server_answer_pieces(http_server *s, struct evhttp_request *req, int s
         http_server_answer_error(s, req, 500, "out of memory");
         return;
     }
-    send_answer(s, req, status, body);
+    send_answer(s, req, status, body, coding);
 }
 
 void http_server_answer_error(http_server *s, struct evhttp_request *req, int status, const char *message) {
@@ -142,6 +178,7 @@ void http_server_answer_error(http_server *s, struct evhttp_request *req, int st
 }
 
 bool http_body_get(struct evhttp_request *req, http_body *b) {
+    b->decoded = (buf){0};
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     int n = evbuffer_peek(in, -1, NULL, NULL, 0);
     b->chunks = b->few;
@@ -163,8 +200,52 @@ bool http_body_get(struct evhttp_request *req, http_body *b) {
     return true;
 }
 
+bool http_body_is_coded(struct evhttp_request *req) {
+    codec_kind k;
+    const char *header = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Encoding");
+    return !codec_from_content_encoding(header, &k) || k != CODEC_IDENTITY;
+}
+
+int http_body_read(http_server *s, struct evhttp_request *req, http_body *b, buf *why) {
+    *b = (http_body){0};
+    const char *header = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Encoding");
+    codec_kind k;
+    if (!codec_from_content_encoding(header, &k)) {
+        b->chunks = b->few;
+        buf_printf(why, "Content-Encoding \"%s\" is not one this server reads (%s)", header, CODEC_READABLE);
+        return 415;
+    }
+    if (!http_body_get(req, b)) {
+        buf_printf(why, "out of memory");
+        return 500;
+    }
+    if (k == CODEC_IDENTITY) return 0;
+    buf decoded = {0};
+    codec_result r = codec_decode(s->codec, k, b->chunks, b->count, s->o.max_body, &decoded);
+    http_body_free(b); /* the compressed pieces: the body is `decoded` from here on */
+    b->decoded = decoded;
+    switch (r) {
+    case CODEC_DECODED:
+        b->count = 1;
+        b->few[0] = (wire_chunk){b->decoded.data, b->decoded.len};
+        return 0;
+    case CODEC_OVER_LIMIT: {
+        buf limit = {0};
+        write_error_message(s, 413, &limit);
+        buf_printf(why, "%s once decoded (Content-Encoding: %s)", limit.data ? limit.data : "body over the limit", header);
+        buf_free(&limit);
+        return 413;
+    }
+    case CODEC_CORRUPT: buf_printf(why, "body: not valid %s (Content-Encoding: %s)", codec_name(k), header); return 400;
+    default: buf_printf(why, "out of memory"); return 500;
+    }
+}
+
 void http_body_free(http_body *b) {
     if (b->chunks != b->few) free(b->chunks);
+    b->chunks = b->few;
+    b->count = 0;
+    buf_free(&b->decoded);
 }
 
 /* ---- evhttp's own error pages -------------------------------------------------------------
@@ -376,7 +457,8 @@ http_server *http_server_new(struct event_base *base, const http_server_options 
         s->http = evhttp_new(base);
     }
     if (s && s->http) s->guard = http_guard_new(base, s->http, o->log_limit, o->request_timeout);
-    if (!s || !s->guard) {
+    if (s) s->codec = codec_new();
+    if (!s || !s->guard || !s->codec) {
         snprintf(err, err_len, "cannot create the HTTP server (out of memory?)");
         http_server_free(s);
         return NULL;
@@ -411,6 +493,7 @@ void http_server_free(http_server *s) {
     if (!s) return;
     http_guard_free(s->guard); /* before the server it watches */
     if (s->http) evhttp_free(s->http);
+    codec_free(s->codec);
     free(s);
 }
 

@@ -7,13 +7,17 @@
  * - the http_guard (http_guard.h): accept() pauses when descriptors run out, request deadlines;
  * - limits: the body size, the headers (64 KiB), an idle connection (10 s);
  * - JSON errors where evhttp writes HTML pages of its own (413, 400, 501);
- * - answers in JSON, without a body to HEAD, each counted.
+ * - answers in JSON, without a body to HEAD, each counted;
+ * - content codings (codec.h): request bodies decoded within the body limit (413 past it, 415
+ *   for a coding it does not read, with the Accept-Encoding of RFC 7694 that every answer to
+ *   a POST or PUT carries), answers compressed for the clients that accept it.
  *
  * Every method reaches the user's handler, which answers 405 itself to those it does not serve. */
 #ifndef SHAZBOT_HTTP_SERVER_H
 #define SHAZBOT_HTTP_SERVER_H
 
 #include "buf.h"
+#include "codec.h"
 #include "config.h"
 #include "wire.h"
 
@@ -29,6 +33,7 @@ typedef struct http_server_options {
     size_t max_body;        /* bytes; a larger request gets 413 */
     double request_timeout; /* seconds from a request's first byte (http_guard.h) */
     log_level log_limit;    /* for the lines the server writes (log.h) */
+    codec_kind compression; /* the best coding of its answers (SHAZBOT_COMPRESSION) */
     /* Every request that evhttp could parse. It answers with http_server_answer or
      * http_server_answer_error. */
     void (*handle)(struct evhttp_request *req, void *arg);
@@ -47,9 +52,17 @@ http_server *http_server_new(struct event_base *base, const http_server_options 
 /* Closes the listeners and every connection. NULL is fine. */
 void http_server_free(http_server *s);
 
-/* Answers `req` with `body` (JSON, taken over and emptied), no body to a HEAD. Headers of the
+/* Answers `req` with `body` (JSON, taken over and emptied), no body to a HEAD, compressed when
+ * the client accepts it and the body is worth it (http_server_answer_coding). Headers of the
  * user's own (Allow, ETag) are added to evhttp_request_get_output_headers(req) before. */
 void http_server_answer(http_server *s, struct evhttp_request *req, int status, buf *body);
+/* The coding an answer of `len` plain bytes gets: the best the request's Accept-Encoding takes
+ * within the server's compression, CODEC_IDENTITY below CODEC_MIN_SIZE. */
+codec_kind http_server_answer_coding(const http_server *s, struct evhttp_request *req, size_t len);
+/* The server's compressors, for a caller that builds a coded answer itself (cached pieces). */
+codec *http_server_codec(http_server *s);
+/* Answers with `body` already in `coding` (its Content-Encoding), taken over. */
+void http_server_answer_as(http_server *s, struct evhttp_request *req, int status, buf *body, codec_kind coding);
 /* A piece of an answer's body: bytes to copy, or a whole block of shared bytes (buf_share:
  * `data` its start, `len` its length) to send by reference. */
 typedef struct http_piece {
@@ -65,12 +78,13 @@ typedef struct http_piece {
  * nothing, but each change leaves the old bytes to the slow clients that still hold them. */
 #define HTTP_SHARED_ANSWERS_MAX ((size_t)64 << 20)
 
-/* Answers `status` with the pieces joined (JSON), shared ones without a copy. While answers
+/* Answers `status` with the pieces joined (JSON, or a body of `coding` when the pieces are a
+ * coded body's: wire_list_parts_coded), shared ones without a copy. While answers
  * that clients have not read yet hold more than HTTP_SHARED_ANSWERS_MAX bytes of other shared
  * blocks, refuses instead: 503 {"error":...} with Retry-After, logged every 10 s at most.
  * The pieces stay the caller's. */
 void http_server_answer_pieces(http_server *s, struct evhttp_request *req, int status, const http_piece *pieces,
-                               size_t count);
+                               size_t count, codec_kind coding);
 /* Answers {"error":"<message>"}. */
 void http_server_answer_error(http_server *s, struct evhttp_request *req, int status, const char *message);
 
@@ -82,10 +96,18 @@ typedef struct http_body {
     wire_chunk *chunks; /* `few`, or allocated for a large body */
     size_t count;
     wire_chunk few[8];
+    buf decoded; /* a compressed body, decoded: then the one chunk */
 } http_body;
 
-/* False when out of memory. */
+/* The body as it came (a compressed one left compressed). False when out of memory. */
 bool http_body_get(struct evhttp_request *req, http_body *b);
+/* Whether the request names a coding of its body other than identity. */
+bool http_body_is_coded(struct evhttp_request *req);
+/* The body, decoded when its Content-Encoding names a coding, within the server's max_body:
+ * 0, or the status of a refusal (413 inflating past the limit, 415 a coding the server does
+ * not read, 400 not a body of its coding, 500 out of memory) with its message in `why`.
+ * http_body_free after either. */
+int http_body_read(http_server *s, struct evhttp_request *req, http_body *b, buf *why);
 void http_body_free(http_body *b);
 
 /* Reads "host:port", "[v6]:port" or ":port" (every interface: *host NULL). The host is

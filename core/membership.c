@@ -39,6 +39,7 @@ static void invalidate_peers_json(membership *m) {
         buf_shared_drop(m->peers[s].text); /* answers still being written hold their own */
         m->peers[s].text = NULL;
         m->peers[s].len = 0;
+        for (int k = 0; k <= CODEC_ZSTD; k++) codec_segment_drop(&m->peers[s].coded[k]);
     }
 }
 

@@ -8,6 +8,8 @@
 #ifndef SHAZBOT_MEMBERSHIP_H
 #define SHAZBOT_MEMBERSHIP_H
 
+#include "codec.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -81,6 +83,9 @@ static inline size_t membership_wire_bound(size_t url_len) { return url_len + ME
 typedef struct peers_json {
     char *text; /* NULL when stale; shared bytes (buf_share), which answers may still hold */
     size_t len;
+    /* The same text compressed, by codec_kind (gzip, zstd), made when first asked for and
+     * dropped with the text (codec.h). */
+    codec_segment coded[CODEC_ZSTD + 1];
 } peers_json;
 
 typedef struct membership {

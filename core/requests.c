@@ -20,16 +20,29 @@ static int gossip_refused(engine *e, const char *auth, buf *out) {
     return 0;
 }
 
-int requests_gossip(engine *e, const char *auth, const char *sender, const wire_chunk *body, size_t chunks, buf *out) {
-    int refused = gossip_refused(e, auth, out);
+int requests_gossip_take(engine *e, const char *auth, const char *sender, const wire_chunk *body, size_t chunks,
+                         buf *error_out) {
+    int refused = gossip_refused(e, auth, error_out);
     if (refused) return refused;
     wire_message msg;
     char why[256];
-    if (!wire_parse_chunks(body, chunks, WIRE_GOSSIP, &msg, why, sizeof why)) return error(out, 400, why);
+    if (!wire_parse_chunks(body, chunks, WIRE_GOSSIP, &msg, why, sizeof why)) return error(error_out, 400, why);
     engine_take_gossip(e, msg.entries, msg.count, sender);
     wire_message_free(&msg);
-    wire_write_list(out, e->m, WIRE_WITH_MESSAGE | WIRE_WITH_OFFLINE);
     return 200;
+}
+
+int requests_gossip(engine *e, const char *auth, const char *sender, const wire_chunk *body, size_t chunks, buf *out) {
+    int status = requests_gossip_take(e, auth, sender, body, chunks, out);
+    if (status == 200) wire_write_list(out, e->m, WIRE_WITH_MESSAGE | WIRE_WITH_OFFLINE);
+    return status;
+}
+
+int requests_post_refused(engine *e, bool control, const char *auth, buf *out) {
+    if (!control) return gossip_refused(e, auth, out);
+    if (!engine_serving(e)) return error(out, 503, "engine not started");
+    if (!secret_matches(auth, e->cfg.control_secret)) return error(out, 401, "wrong or missing control secret");
+    return 0;
 }
 
 int requests_gossip_records(engine *e, const char *auth, const char *sender, const member_update *u, size_t count,
@@ -40,20 +53,19 @@ int requests_gossip_records(engine *e, const char *auth, const char *sender, con
     return 200;
 }
 
-/* The list's flags: offline records for the control secret only. */
-static unsigned list_flags(engine *e, const char *auth) {
+unsigned requests_list_flags(engine *e, const char *auth) {
     return secret_matches(auth, e->cfg.control_secret) ? WIRE_WITH_OFFLINE : 0;
 }
 
 int requests_list(engine *e, const char *auth, buf *out) {
     if (!engine_serving(e)) return error(out, 503, "engine not started");
-    wire_write_list(out, e->m, list_flags(e, auth));
+    wire_write_list(out, e->m, requests_list_flags(e, auth));
     return 200;
 }
 
 int requests_list_parts(engine *e, const char *auth, wire_list_parts *parts, buf *error_out) {
     if (!engine_serving(e)) return error(error_out, 503, "engine not started");
-    wire_list_parts_get(parts, e->m, list_flags(e, auth));
+    wire_list_parts_get(parts, e->m, requests_list_flags(e, auth));
     if (!parts->failed) return 200;
     wire_list_parts_free(parts);
     return error(error_out, 500, "out of memory");
@@ -61,9 +73,8 @@ int requests_list_parts(engine *e, const char *auth, wire_list_parts *parts, buf
 
 int requests_control(engine *e, const char *auth, const wire_chunk *body, size_t chunks,
                      buf *out) {
-    if (!engine_serving(e)) return error(out, 503, "engine not started");
-    if (!secret_matches(auth, e->cfg.control_secret))
-        return error(out, 401, "wrong or missing control secret");
+    int refused = requests_post_refused(e, true, auth, out);
+    if (refused) return refused;
     wire_message msg;
     char why[256];
     if (!wire_parse_chunks(body, chunks, WIRE_CONTROL, &msg, why, sizeof why)) return error(out, 400, why);

@@ -11,6 +11,15 @@
 /* Each writes the answer body into `out` and returns the HTTP status. */
 /* `sender`: the request's Clustershazbot-From header (ENGINE_SENDER_HEADER), NULL when none. */
 int requests_gossip(engine *e, const char *auth, const char *sender, const wire_chunk *body, size_t chunks, buf *out);
+/* The same request, merged, without writing the answer: 200, after which the answer is the
+ * engine's state as a gossip message (for a listener that writes it in the coding its
+ * client takes), or the refusal's status with its error in `error_out`. */
+int requests_gossip_take(engine *e, const char *auth, const char *sender, const wire_chunk *body, size_t chunks,
+                         buf *error_out);
+/* What refuses a gossip (or, `control`, a control) request before its body is read: 0, or
+ * the status with its error in `out`. So that a compressed body is decoded for those who
+ * hold the secret only. */
+int requests_post_refused(engine *e, bool control, const char *auth, buf *out);
 /* The same request as records (a transport that carries them, driver.h): 200, after which the
  * answer is the engine's state, or the refusal's status with its error in `error_out`. */
 int requests_gossip_records(engine *e, const char *auth, const char *sender, const member_update *u, size_t count,
@@ -20,6 +29,8 @@ int requests_list(engine *e, const char *auth, buf *out);
  * node's listener: 200 with `parts` to free, or the refusal's status with its error in
  * `error_out` and nothing to free. */
 int requests_list_parts(engine *e, const char *auth, wire_list_parts *parts, buf *error_out);
+/* The flags of the list a request of `auth` gets: offline records for the control secret only. */
+unsigned requests_list_flags(engine *e, const char *auth);
 int requests_control(engine *e, const char *auth, const wire_chunk *body, size_t chunks, buf *out);
 int requests_happy(engine *e, const char *auth, bool quick, buf *out);
 /* Counts one answer of `status` in the per-second figures. */

@@ -6,6 +6,7 @@
 #define SHAZBOT_SHARED_BODY_H
 
 #include "buf.h"
+#include "codec.h"
 
 #include <stddef.h>
 
@@ -23,5 +24,9 @@ void shared_body_unref(shared_body *s);
 /* NUL-terminated, valid while a reference is held. */
 const char *shared_body_data(const shared_body *s);
 size_t shared_body_len(const shared_body *s);
+/* The bytes in coding `k` (gzip or zstd), compressed by `c` the first time a holder asks and
+ * kept for the others, so that a fan-out compresses its message once; valid while a
+ * reference is held. NULL when out of memory. */
+const char *shared_body_coded(shared_body *s, codec *c, codec_kind k, size_t *len);
 
 #endif

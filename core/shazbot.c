@@ -46,7 +46,7 @@ static shazbot *create(const shazbot_settings *s, struct event_base *base, lua_S
     node->base = base ? base : new_event_base();
     node->own_base = base == NULL;
     node->clock = node->base ? evclock_new(node->base) : NULL;
-    node->pool = node->base ? transfer_pool_new(node->base, s->max_body) : NULL;
+    node->pool = node->base ? transfer_pool_new(node->base, s->max_body, s->compression, s->log_level) : NULL;
     const char *path = strchr(strstr(s->base_url, "://") + 3, '/');
     node->listener.base_path = strdup(path);
     if (!node->clock || !node->pool || !node->listener.base_path) {

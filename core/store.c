@@ -41,6 +41,8 @@ struct shazbot_store {
      * replaces them while slow clients may still be reading the old ones. */
     char *list;
     size_t list_len;
+    /* The list compressed, by codec_kind, made at the first GET that takes the coding. */
+    codec_segment coded[CODEC_ZSTD + 1];
     char etag[STORE_ETAG_SIZE];
     struct event_base *base;
     http_server *server;
@@ -69,6 +71,7 @@ static bool set_list(shazbot_store *s, buf *list) {
     char *shared = buf_share(list, &len);
     if (!shared) return false;
     buf_shared_drop(s->list);
+    for (int k = 0; k <= CODEC_ZSTD; k++) codec_segment_drop(&s->coded[k]);
     s->list = shared;
     s->list_len = len;
     store_etag(s->list, s->list_len, s->etag);
@@ -175,17 +178,44 @@ static bool load(shazbot_store *s, char *err, size_t err_len) {
 
 /* ---- requests ------------------------------------------------------------------------------ */
 
+/* The list as it is, or compressed once for every GET that takes the coding (shared like the
+ * list itself): the coding's header, the segment, its end. */
 static void answer_list(shazbot_store *s, struct evhttp_request *req) {
     evhttp_add_header(evhttp_request_get_output_headers(req), "ETag", s->etag);
-    http_piece list = {s->list, s->list_len, true};
-    http_server_answer_pieces(s->server, req, 200, &list, 1);
+    codec_kind coding = http_server_answer_coding(s->server, req, s->list_len);
+    codec_segment *seg = &s->coded[coding];
+    if (coding != CODEC_IDENTITY && !seg->data &&
+        !codec_segment_make(http_server_codec(s->server), coding, s->list, s->list_len, seg))
+        coding = CODEC_IDENTITY; /* out of memory: the plain list still goes */
+    if (coding == CODEC_IDENTITY) {
+        http_piece list = {s->list, s->list_len, true};
+        http_server_answer_pieces(s->server, req, 200, &list, 1, CODEC_IDENTITY);
+        return;
+    }
+    buf head = {0}, end = {0};
+    codec_writer w;
+    codec_writer_begin(&w, http_server_codec(s->server), coding, &head);
+    codec_writer_segment(&w, seg);
+    codec_writer_end(&w, &end);
+    if (head.failed || end.failed) {
+        http_server_answer_error(s->server, req, 500, "out of memory");
+    } else {
+        http_piece pieces[3] = {{head.data, head.len, false}, {seg->data, seg->len, true}, {end.data, end.len, false}};
+        http_server_answer_pieces(s->server, req, 200, pieces, 3, coding);
+    }
+    buf_free(&head);
+    buf_free(&end);
 }
 
 /* The list a PUT carries, checked, joined in one block; false after answering why not. */
 static bool read_list(shazbot_store *s, struct evhttp_request *req, buf *list) {
     http_body body;
-    if (!http_body_get(req, &body)) {
-        http_server_answer_error(s->server, req, 500, "out of memory");
+    buf refusal = {0};
+    int refused = http_body_read(s->server, req, &body, &refusal);
+    if (refused) {
+        http_body_free(&body);
+        http_server_answer_error(s->server, req, refused, refusal.data ? refusal.data : "out of memory");
+        buf_free(&refusal);
         return false;
     }
     wire_message msg;
@@ -303,6 +333,7 @@ int shazbot_store_serve(shazbot_store *s, char *err, size_t err_len) {
     http_server_options o = {.max_body = STORE_MAX_BODY,
                              .request_timeout = s->request_timeout,
                              .log_limit = STORE_LOG_LEVEL,
+                             .compression = CODEC_ZSTD,
                              .handle = on_request,
                              .error_message = error_message,
                              .arg = s};
@@ -336,6 +367,7 @@ void shazbot_store_free(shazbot_store *s) {
     http_server_free(s->server);
     if (s->base) event_base_free(s->base);
     buf_shared_drop(s->list);
+    for (int k = 0; k <= CODEC_ZSTD; k++) codec_segment_drop(&s->coded[k]);
     free(s->host);
     free(s->path);
     free(s->auth);

@@ -6,13 +6,17 @@
 #ifndef SHAZBOT_TRANSFER_H
 #define SHAZBOT_TRANSFER_H
 
+#include "config.h"
 #include "driver.h"
 
 struct event_base;
 typedef struct transfer_pool transfer_pool;
 
-/* `max_response` bounds the bytes kept of an answer; a longer one fails the transfer. */
-transfer_pool *transfer_pool_new(struct event_base *base, size_t max_response);
+/* `max_response` bounds the bytes kept of an answer (decoded: a compressed one too); a
+ * longer one fails the transfer. `compression`: the best coding of gossip bodies and of the
+ * answers asked for (SHAZBOT_COMPRESSION); `log_limit`: the node's log level. */
+transfer_pool *transfer_pool_new(struct event_base *base, size_t max_response, codec_kind compression,
+                                 log_level log_limit);
 /* Cancels whatever is under way; their callbacks are not called. */
 void transfer_pool_free(transfer_pool *pool);
 

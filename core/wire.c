@@ -471,19 +471,56 @@ void wire_list_parts_free(wire_list_parts *p) {
     *p = (wire_list_parts){0};
 }
 
+void wire_list_parts_join(const wire_list_parts *p, buf *out) {
+    if (p->failed) {
+        out->failed = true;
+        return;
+    }
+    buf_reserve(out, p->text[0].len + p->peers_len[0] + p->text[1].len + p->peers_len[1] + p->text[2].len);
+    for (int i = 0; i < 3; i++) {
+        if (p->text[i].len) buf_add(out, p->text[i].data, p->text[i].len); /* text[1] may be empty */
+        if (i < 2 && p->peers[i]) buf_add(out, p->peers[i], p->peers_len[i]);
+    }
+}
+
 void wire_write_list(buf *out, membership *m, unsigned flags) {
     wire_list_parts p;
     wire_list_parts_get(&p, m, flags);
-    if (p.failed) {
-        out->failed = true;
-    } else {
-        buf_reserve(out, p.text[0].len + p.peers_len[0] + p.text[1].len + p.peers_len[1] + p.text[2].len);
-        for (int i = 0; i < 3; i++) {
-            if (p.text[i].len) buf_add(out, p.text[i].data, p.text[i].len); /* text[1] may be empty */
-            if (i < 2 && p.peers[i]) buf_add(out, p.peers[i], p.peers_len[i]);
-        }
-    }
+    wire_list_parts_join(&p, out);
     wire_list_parts_free(&p);
+}
+
+/* The records of status `s` compressed, cached beside their text until one of them changes;
+ * NULL when out of memory. */
+static const codec_segment *peers_coded(membership *m, member_status s, codec *c, codec_kind k) {
+    peers_json *cache = &m->peers[s];
+    if (!peers_of(m, s)->text) return NULL;
+    if (!cache->coded[k].data && !codec_segment_make(c, k, cache->text, cache->len, &cache->coded[k])) return NULL;
+    return &cache->coded[k];
+}
+
+void wire_list_parts_coded(wire_list_parts *p, membership *m, unsigned flags, codec *c, codec_kind k) {
+    wire_list_parts plain;
+    wire_list_parts_get(&plain, m, flags);
+    *p = (wire_list_parts){.failed = plain.failed};
+    codec_writer w;
+    codec_writer_begin(&w, c, k, &p->text[0]);
+    for (int i = 0; i < 3 && !p->failed; i++) {
+        codec_writer_text(&w, plain.text[i].data, plain.text[i].len, &p->text[i]);
+        if (i == 2 || !plain.peers[i]) continue;
+        const codec_segment *seg = peers_coded(m, i == 0 ? MEMBER_ONLINE : MEMBER_OFFLINE, c, k);
+        if (!seg) {
+            p->failed = true;
+            break;
+        }
+        codec_writer_segment(&w, seg);
+        buf_shared_hold(seg->data);
+        p->peers[i] = seg->data;
+        p->peers_len[i] = seg->len;
+    }
+    codec_writer_end(&w, &p->text[2]);
+    p->failed = p->failed || p->text[0].failed || p->text[1].failed || p->text[2].failed;
+    wire_list_parts_free(&plain);
 }
 
 /* The length of what record_json writes for `r`, digit by digit, so that wire_list_size can

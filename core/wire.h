@@ -11,6 +11,7 @@
 #define SHAZBOT_WIRE_H
 
 #include "buf.h"
+#include "codec.h"
 #include "membership.h"
 
 typedef enum {
@@ -66,6 +67,13 @@ typedef struct wire_list_parts {
 } wire_list_parts;
 void wire_list_parts_get(wire_list_parts *p, membership *m, unsigned flags);
 void wire_list_parts_free(wire_list_parts *p);
+/* The parts joined into `out` (what wire_write_list writes, for parts of either kind). */
+void wire_list_parts_join(const wire_list_parts *p, buf *out);
+/* The same list compressed as `k` (gzip or zstd), in the same five parts: the peers' parts
+ * are their cached text compressed once (codec_segment, cached beside the text), the text
+ * around them compressed for this list, the coding's header in text[0] and its end in
+ * text[2]. Joined, one body of that coding. */
+void wire_list_parts_coded(wire_list_parts *p, membership *m, unsigned flags, codec *c, codec_kind k);
 /* The bytes wire_write_list would write, without writing them (the simulator's count). */
 size_t wire_list_size(const membership *m, unsigned flags);
 /* One record's JSON object, cached on the record until it changes. */

@@ -11,13 +11,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config curl
-          liblua5.4-dev libevent-dev libcurl4-openssl-dev libyajl-dev)
+          liblua5.4-dev libevent-dev libcurl4-openssl-dev libyajl-dev zlib1g-dev libzstd-dev)
 configure=()
 if [ "${1:-}" = "--program" ]; then
   shift
   configure=(-DBUILD_TESTING=OFF -DSHAZBOT_BENCH=OFF)
 else
-  packages+=(lua5.4 lua-cjson lua-busted lua-socket
+  packages+=(lua5.4 lua-cjson lua-busted lua-socket lua-zlib zstd
              libcjson-dev libjansson-dev libjson-c-dev libjsmn-dev valgrind wrk luarocks
              nginx libnginx-mod-http-lua clang-14 libclang-rt-14-dev)
   configure=(-DBUILD_TESTING=ON -DSHAZBOT_BENCH=ON)

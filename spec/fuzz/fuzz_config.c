@@ -31,7 +31,8 @@ static bool same_settings(const shazbot_settings *a, const shazbot_settings *b) 
            same_string(a->listen_host, b->listen_host) && a->listen_port == b->listen_port &&
            same_string(a->policy_path, b->policy_path) && a->log_level == b->log_level &&
            same_string(a->happy_secret, b->happy_secret) && a->max_body == b->max_body &&
-           a->max_clock_skew == b->max_clock_skew && a->request_timeout == b->request_timeout;
+           a->max_clock_skew == b->max_clock_skew && a->request_timeout == b->request_timeout &&
+           a->compression == b->compression;
 }
 
 /* Seconds settings: where the value lands, whether 0 is taken, the most taken. */
@@ -93,6 +94,10 @@ static void check_accepted(const shazbot_settings *s, const char *name, const ch
         static const char *levels[] = {"error", "warn", "info", "debug"};
         FUZZ_ASSERT(s->log_level <= LOG_DEBUG && strcasecmp(value, levels[s->log_level]) == 0,
                     "SHAZBOT_LOG_LEVEL=\"%s\" set to %d", value, s->log_level);
+    } else if (strcmp(name, "SHAZBOT_COMPRESSION") == 0) {
+        static const char *codings[] = {"none", "gzip", "zstd"};
+        FUZZ_ASSERT(s->compression <= CODEC_ZSTD && strcasecmp(value, codings[s->compression]) == 0,
+                    "SHAZBOT_COMPRESSION=\"%s\" set to %d", value, s->compression);
     } else if (strcmp(name, "SHAZBOT_LISTEN") == 0) {
         FUZZ_ASSERT(s->listen_port >= 0 && s->listen_port <= 65535, "SHAZBOT_LISTEN=\"%s\": port %d", value, s->listen_port);
         FUZZ_ASSERT(!s->listen_host || (*s->listen_host && strlen(s->listen_host) < strlen(value)),
