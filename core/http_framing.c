@@ -317,7 +317,7 @@ static void chunk_line_end(http_framing *f, http_framing_edit *edit) {
         refuse(f, f->line_start, why, edit);
         return;
     }
-    if (size > f->max_body - f->body_size) {
+    if (size == UINT64_MAX || size > f->max_body - f->body_size) { /* UINT64_MAX: it overflowed */
         f->state = ASIDE; /* evhttp answers 413 and closes */
         return;
     }
