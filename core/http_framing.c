@@ -22,7 +22,10 @@ enum state {
 enum field { FIELD_UNKNOWN, FIELD_OTHER, FIELD_ENCODING, FIELD_LENGTH, FIELD_FOLD };
 
 static const char BARE_LF[] = "malformed chunked body: a line that ends in LF without CR";
-static const char LONG_LINE[] = "malformed chunked body: a chunk-size or trailer line over 4096 bytes";
+#define DECIMAL(n) #n
+#define IN_DECIMAL(n) DECIMAL(n)
+static const char LONG_LINE[] =
+    "malformed chunked body: a chunk-size or trailer line over " IN_DECIMAL(HTTP_FRAMING_LINE_MAX) " bytes";
 static const char NOT_HEX[] = "malformed chunked body: a chunk size that is not hexadecimal";
 static const char AFTER_SIZE[] = "malformed chunked body: a chunk size followed by something other than an extension";
 static const char BAD_EXTENSION[] = "malformed chunked body: a malformed chunk extension";

@@ -345,6 +345,13 @@ static void read_ahead(struct evbuffer *in, const struct evbuffer_cb_info *info,
  * Changes are made in place: the input buffer's chains are the memory of the socket reads,
  * and a rewritten chunk-size line keeps its length. */
 
+/* Not freed from inside the connection's own callbacks: shut, so that evhttp's next read finds
+ * the end of the stream and frees the connection itself. */
+static void shut(struct bufferevent *bev) {
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    if (fd >= 0) shutdown(fd, SHUT_RDWR);
+}
+
 /* Writes `len` bytes over the buffer from `offset`: `bytes`, or the filler of a refused line. */
 static void overwrite(struct evbuffer *in, size_t offset, const char *bytes, size_t len) {
     struct evbuffer_ptr at;
@@ -372,10 +379,7 @@ static void refuse_from(connection *c, struct evbuffer *in, size_t offset) {
     c->adding = true;
     bool added = evbuffer_add(in, "\r\n", 2) == 0;
     c->adding = false;
-    if (!added) { /* cannot happen inside libevent's read; without the line, no answer: close */
-        evutil_socket_t fd = bufferevent_getfd(c->bev);
-        if (fd >= 0) shutdown(fd, SHUT_RDWR);
-    }
+    if (!added) shut(c->bev); /* cannot happen inside libevent's read; without the line, no answer */
 }
 
 /* Hands the tracker the bytes of `in` from `from` on; false once it refused the framing. */
@@ -395,6 +399,12 @@ static bool frame_bytes(connection *c, struct evbuffer *in, size_t from) {
             for (size_t done = 0; done < size;) {
                 http_framing_edit edit;
                 done += http_framing_read(f, data + done, size - done, &edit);
+                if (edit.action != HTTP_FRAMING_NONE && edit.at < f->drained) {
+                    /* evhttp read past a line the tracker had not finished: cannot happen, as
+                     * it reads whole lines only; should it, nothing it reads can be trusted. */
+                    shut(c->bev);
+                    return false;
+                }
                 if (edit.action == HTTP_FRAMING_REWRITE) {
                     overwrite(in, (size_t)(edit.at - f->drained), edit.bytes, edit.len);
                 } else if (edit.action == HTTP_FRAMING_REFUSE) {
@@ -476,10 +486,9 @@ static void on_first_bytes(struct evbuffer *in, const struct evbuffer_cb_info *i
     }
     if (!c || !c->clock || !c->on_output || !c->on_input) {
         /* Out of memory: without its state the connection would take broken framing and answer
-         * HTML. Shut, so that evhttp's next read finds the end of the stream and frees it. */
+         * HTML. */
         connection_free(c);
-        evutil_socket_t fd = bufferevent_getfd(bev);
-        if (fd >= 0) shutdown(fd, SHUT_RDWR);
+        shut(bev);
         return;
     }
     evhttp_connection_set_closecb(evcon, on_connection_close, c);

@@ -152,6 +152,18 @@ static void test_broken_framing(void) {
     EXPECT("broken framing after a good request", CHUNKED_HEAD "5;a\r\nhello\r\n0\r\n\r\n" CHUNKED_HEAD "5\r\nhello!",
            CHUNKED_HEAD "005\r\nhello\r\n0\r\n\r\n" CHUNKED_HEAD "5\r\nhello<refused>", "not followed by CRLF");
 
+    /* evhttp counts trailer fields against the header limit, with the head: lines without
+     * their ends. Here both fields (13 bytes each) fit exactly; a byte less and B is refused. */
+    static const char trailers[] = CHUNKED_HEAD "0\r\nA: 0123456789\r\nB: 0123456789\r\n\r\n";
+    size_t head_size = sizeof CHUNKED_HEAD - 1 - 4 * 2;
+    outcome big = run(trailers, sizeof trailers - 1, 0, MAX_BODY, head_size + 26);
+    CHECK_STR(big.why, NULL);
+    free(big.stream);
+    big = run(trailers, sizeof trailers - 1, 0, MAX_BODY, head_size + 25);
+    CHECK_CONTAINS(big.why, "over the header limit");
+    CHECK_INT(big.len, sizeof CHUNKED_HEAD - 1 + 3 + 15 + 9); /* refused at B */
+    free(big.stream);
+
     char line[sizeof CHUNKED_HEAD + 5000];
     size_t n = (size_t)snprintf(line, sizeof line, "%s5;", CHUNKED_HEAD);
     memset(line + n, 'a', HTTP_FRAMING_LINE_MAX);
