@@ -5,7 +5,6 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/http.h>
 #include <event2/listener.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -21,7 +20,6 @@
 
 struct http_guard {
     http_guard *next; /* in `guards` */
-    struct evhttp *http;
     struct event *resume;
     struct evconnlistener *listeners[HTTP_GUARD_LISTENERS];
     int count;
@@ -31,11 +29,9 @@ struct http_guard {
     int64_t last_warning_ms;
 };
 
-/* Every guard of the process. libevent hands the guard's callbacks evhttp's own arguments (a
- * listener's error callback gets what evhttp gave the listener; a connection is known by its
- * evhttp_connection), so the guard is found here, from its listener or its server. Searched
- * when accept() fails and once per connection; the lock is for hosts that run nodes in
- * several threads. */
+/* Every guard of the process. libevent hands a listener's error callback what evhttp gave the
+ * listener, so the guard is found here, from its listener. Searched when accept() fails; the
+ * lock is for hosts that run nodes in several threads. */
 static http_guard *guards;
 static pthread_mutex_t guards_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -43,12 +39,6 @@ static http_guard *guard_of_listener(const struct evconnlistener *listener) {
     for (http_guard *g = guards; g; g = g->next)
         for (int i = 0; i < g->count; i++)
             if (g->listeners[i] == listener) return g;
-    return NULL;
-}
-
-static http_guard *guard_of_server(const struct evhttp *http) {
-    for (http_guard *g = guards; g; g = g->next)
-        if (g->http == http) return g;
     return NULL;
 }
 
@@ -94,8 +84,8 @@ static void on_accept_error(struct evconnlistener *listener, void *arg) {
 /* ---- request deadlines ------------------------------------------------------------------- */
 
 /* One connection's clock. It lives from the connection's first byte (a connection that never
- * sends one is closed by evhttp's own timeout and needs none) to evhttp's close callback. */
-typedef struct request_clock {
+ * sends one is closed by evhttp's own timeout and needs none) to its close (http_server.c). */
+struct http_guard_clock {
     struct bufferevent *bev;
     struct evbuffer_cb_entry *on_input, *on_output;
     int64_t timeout_ms;
@@ -103,18 +93,16 @@ typedef struct request_clock {
     int64_t started_ms; /* the first byte of the request under way; 0 between requests */
     size_t received;    /* bytes of it so far */
     bool cut;
-} request_clock;
+};
 
-static void on_request_bytes(struct evbuffer *in, const struct evbuffer_cb_info *info, void *arg) {
-    (void)in;
-    request_clock *c = arg;
-    if (info->n_added == 0 || c->cut) return;
+static void count_request_bytes(http_guard_clock *c, size_t added) {
+    if (added == 0 || c->cut) return;
     int64_t now = monotonic_ms();
     if (c->started_ms == 0) {
         c->started_ms = now;
         c->received = 0;
     }
-    c->received += info->n_added;
+    c->received += added;
     int64_t allowed = c->timeout_ms + (int64_t)(c->received / HTTP_GUARD_MIN_RATE) * 1000;
     if (now - c->started_ms <= allowed) return;
     /* Not freed from here, inside the connection's own read: shut, so that evhttp's next read
@@ -126,66 +114,47 @@ static void on_request_bytes(struct evbuffer *in, const struct evbuffer_cb_info 
     if (fd >= 0) shutdown(fd, SHUT_RDWR);
 }
 
+static void on_request_bytes(struct evbuffer *in, const struct evbuffer_cb_info *info, void *arg) {
+    (void)in;
+    count_request_bytes(arg, info->n_added);
+}
+
 /* evhttp writes an answer once the request is in whole (or refused): the next byte that
  * arrives starts the next request's clock. */
 static void on_answer_bytes(struct evbuffer *out, const struct evbuffer_cb_info *info, void *arg) {
     (void)out;
-    request_clock *c = arg;
+    http_guard_clock *c = arg;
     if (info->n_added > 0) c->started_ms = 0;
 }
 
-static void on_connection_close(struct evhttp_connection *evcon, void *arg) {
-    (void)evcon;
-    request_clock *c = arg;
-    /* evhttp may still empty the buffers after this: they must not call a freed clock. */
-    evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->on_input);
-    evbuffer_remove_cb_entry(bufferevent_get_output(c->bev), c->on_output);
-    free(c);
-}
-
-/* The first bytes of a connection: by now evhttp has set the connection up, and its
- * callbacks' argument is the evhttp_connection, which leads to the server's guard and takes
- * the close callback that frees the clock. */
-static void on_first_bytes(struct evbuffer *in, const struct evbuffer_cb_info *info, void *arg) {
-    struct bufferevent *bev = arg;
-    if (info->n_added == 0) return;
-    evbuffer_remove_cb(in, on_first_bytes, bev);
-    void *cbarg = NULL;
-    bufferevent_getcb(bev, NULL, NULL, NULL, &cbarg);
-    struct evhttp_connection *evcon = cbarg;
-    if (!evcon) return;
-    pthread_mutex_lock(&guards_lock);
-    http_guard *g = guard_of_server(evhttp_connection_get_server(evcon));
-    int64_t timeout_ms = g ? g->request_timeout_ms : 0;
-    log_level log_limit = g ? g->log_limit : LOG_ERROR;
-    pthread_mutex_unlock(&guards_lock);
-    if (!g) return;
-    request_clock *c = malloc(sizeof *c);
-    if (!c) return; /* out of memory: this connection goes without a deadline */
-    *c = (request_clock){.bev = bev, .timeout_ms = timeout_ms, .log_limit = log_limit};
+http_guard_clock *http_guard_clock_new(http_guard *g, struct bufferevent *bev, size_t first) {
+    http_guard_clock *c = malloc(sizeof *c);
+    if (!c) return NULL;
+    *c = (http_guard_clock){.bev = bev, .timeout_ms = g->request_timeout_ms, .log_limit = g->log_limit};
+    struct evbuffer *in = bufferevent_get_input(bev), *out = bufferevent_get_output(bev);
     c->on_input = evbuffer_add_cb(in, on_request_bytes, c);
-    c->on_output = evbuffer_add_cb(bufferevent_get_output(bev), on_answer_bytes, c);
+    c->on_output = evbuffer_add_cb(out, on_answer_bytes, c);
     if (!c->on_input || !c->on_output) {
-        if (c->on_input) evbuffer_remove_cb_entry(in, c->on_input);
-        if (c->on_output) evbuffer_remove_cb_entry(bufferevent_get_output(bev), c->on_output);
-        free(c);
-        return;
+        http_guard_clock_free(c);
+        return NULL;
     }
-    evhttp_connection_set_closecb(evcon, on_connection_close, c);
-    on_request_bytes(in, info, c); /* these first bytes count */
+    count_request_bytes(c, first);
+    return c;
 }
 
-bool http_guard_watch_connection(struct bufferevent *bev) {
-    return evbuffer_add_cb(bufferevent_get_input(bev), on_first_bytes, bev) != NULL;
+void http_guard_clock_free(http_guard_clock *c) {
+    if (!c) return;
+    /* evhttp may still empty the buffers after the close: they must not call a freed clock. */
+    if (c->on_input) evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->on_input);
+    if (c->on_output) evbuffer_remove_cb_entry(bufferevent_get_output(c->bev), c->on_output);
+    free(c);
 }
 
 /* ---- the guard ----------------------------------------------------------------------------- */
 
-http_guard *http_guard_new(struct event_base *base, struct evhttp *http, log_level log_limit,
-                           double request_timeout) {
+http_guard *http_guard_new(struct event_base *base, log_level log_limit, double request_timeout) {
     http_guard *g = calloc(1, sizeof *g);
     if (!g) return NULL;
-    g->http = http;
     g->log_limit = log_limit;
     g->request_timeout_ms = (int64_t)(request_timeout * 1000);
     g->resume = evtimer_new(base, on_resume, g);

@@ -27,22 +27,23 @@
 struct bufferevent;
 struct event_base;
 struct evconnlistener;
-struct evhttp;
 
 typedef struct http_guard http_guard;
+typedef struct http_guard_clock http_guard_clock;
 
 #define HTTP_GUARD_LISTENERS 4
 #define HTTP_GUARD_MIN_RATE 16384 /* bytes a second, beyond the request timeout */
 
-/* Guards `http`. Lines it writes are weighed against `log_limit` (log.h). NULL when out of
- * memory. */
-http_guard *http_guard_new(struct event_base *base, struct evhttp *http, log_level log_limit,
-                           double request_timeout);
+/* A guard for one server's listeners and connections. Lines it writes are weighed against
+ * `log_limit` (log.h). NULL when out of memory. */
+http_guard *http_guard_new(struct event_base *base, log_level log_limit, double request_timeout);
 /* Watches one more of the server's listeners (at most HTTP_GUARD_LISTENERS). */
 bool http_guard_watch_listener(http_guard *g, struct evconnlistener *listener);
-/* Puts a deadline on the requests of a new connection: called from the server's bufferevent
- * callback (evhttp_set_bevcb) with the bufferevent it returns to evhttp. */
-bool http_guard_watch_connection(struct bufferevent *bev);
+/* Puts a deadline on the requests of a connection, from its first bytes (`first` of them, already
+ * in its input buffer) to http_guard_clock_free, which the server calls when evhttp closes the
+ * connection. NULL when out of memory. */
+http_guard_clock *http_guard_clock_new(http_guard *g, struct bufferevent *bev, size_t first);
+void http_guard_clock_free(http_guard_clock *c); /* NULL is fine */
 /* Before evhttp_free. NULL is fine. */
 void http_guard_free(http_guard *g);
 

@@ -1,5 +1,6 @@
 /* http_server: see http_server.h. */
 #include "http_server.h"
+#include "http_framing.h"
 #include "http_guard.h"
 #include "log.h"
 
@@ -22,12 +23,23 @@
 #define HTTP_MAX_HEADERS (64 * 1024)
 
 struct http_server {
+    http_server *next; /* in `servers` */
     struct evhttp *http;
     http_guard *guard; /* over http */
     codec *codec;
     http_server_options o;
     bool replying; /* inside http_server_answer: the answer being written is ours */
 };
+
+/* What the server keeps for one connection, from its first bytes to its close (below). */
+typedef struct connection {
+    http_server *s;
+    struct bufferevent *bev;
+    http_guard_clock *clock;
+    http_framing framing;
+    struct evbuffer_cb_entry *on_input, *on_output;
+    bool adding; /* the server is adding bytes to the input buffer itself */
+} connection;
 
 static const char *reason_phrase(int status) {
     static const char *reasons[] = {[200] = "OK", [400] = "Bad Request", [401] = "Unauthorized",
@@ -255,7 +267,9 @@ void http_body_free(http_body *b) {
  * while the errors of both the protocol and the store are JSON. So each connection's output
  * buffer is watched: evhttp puts a page in it whole, status line to closing tag, before the
  * socket is written, and once the closing tag of such a page is in, the page is replaced by the
- * same status in JSON. Our own answers (s->replying) are not looked at.
+ * same status in JSON. Our own answers (s->replying) are not looked at. A 413 that evhttp
+ * gives to a chunked body whose framing the connection's tracker refused (http_framing.h) is
+ * that body's 400, with the tracker's reason.
  *
  * The page need not be alone in the buffer: answers to pipelined requests that the client has
  * not read yet may lie before it. It is found from its body, "\r\n\r\n<HTML><HEAD>\n", which
@@ -291,7 +305,8 @@ static ev_ssize_t find_error_page(struct evbuffer *out) {
     return start;
 }
 
-static void rewrite_page_at_end(http_server *s, struct evbuffer *out, size_t len) {
+static void rewrite_page_at_end(connection *c, struct evbuffer *out, size_t len) {
+    http_server *s = c->s;
     const size_t end_len = sizeof html_page_end - 1;
     char end[sizeof html_page_end], head[14] = {0};
     struct evbuffer_ptr at;
@@ -309,7 +324,13 @@ static void rewrite_page_at_end(http_server *s, struct evbuffer *out, size_t len
     if (status < 400 || status > 599 || html.pos < 0) return;
 
     buf message = {0}, json = {0}, answer = {0};
-    write_error_message(s, status, &message);
+    const char *refusal = status == 413 ? http_framing_refusal(&c->framing) : NULL;
+    if (refusal) {
+        status = 400;
+        buf_add_str(&message, refusal);
+    } else {
+        write_error_message(s, status, &message);
+    }
     wire_write_error(&json, message.data ? message.data : "error");
     /* evhttp closes the connection after such a page: the answer says so. */
     buf_printf(&answer, "HTTP/1.%c %d %s\r\nContent-Type: application/json\r\nConnection: close\r\n"
@@ -335,9 +356,9 @@ static void rewrite_page_at_end(http_server *s, struct evbuffer *out, size_t len
 }
 
 static void rewrite_error_page(struct evbuffer *out, const struct evbuffer_cb_info *info, void *arg) {
-    http_server *s = arg;
+    connection *c = arg;
     size_t len = evbuffer_get_length(out);
-    if (s->replying || info->n_added == 0 || len < sizeof html_page_end + 16) return;
+    if (c->s->replying || info->n_added == 0 || len < sizeof html_page_end + 16) return;
     /* After its first write the socket's bufferevent leaves the start of its output buffer
      * frozen (libevent 2.1 unfreezes it only around its own writes), and a frozen buffer
      * refuses to be read from or drained: every page but a connection's first answer stayed
@@ -345,7 +366,7 @@ static void rewrite_error_page(struct evbuffer *out, const struct evbuffer_cb_in
     char probe;
     bool frozen = evbuffer_copyout(out, &probe, 1) < 0;
     if (frozen) evbuffer_unfreeze(out, 1);
-    rewrite_page_at_end(s, out, len);
+    rewrite_page_at_end(c, out, len);
     if (frozen) evbuffer_freeze(out, 1);
 }
 
@@ -397,16 +418,176 @@ static void read_ahead(struct evbuffer *in, const struct evbuffer_cb_info *info,
     reading = false;
 }
 
+/* ---- framing --------------------------------------------------------------------------------
+ * Every byte a connection receives goes through its framing tracker (http_framing.h) before
+ * evhttp reads it: the input callbacks run inside libevent's read, before the bufferevent's
+ * own read callback hands the buffer to evhttp. The tracker's callback is the newest on the
+ * buffer, so it runs first, also when read_ahead reads more from inside the callbacks.
+ * Changes are made in place: the input buffer's chains are the memory of the socket reads,
+ * and a rewritten chunk-size line keeps its length. */
+
+/* Not freed from inside the connection's own callbacks: shut, so that evhttp's next read finds
+ * the end of the stream and frees the connection itself. */
+static void shut(struct bufferevent *bev) {
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    if (fd >= 0) shutdown(fd, SHUT_RDWR);
+}
+
+/* Writes `len` bytes over the buffer from `offset`: `bytes`, or the filler of a refused line. */
+static void overwrite(struct evbuffer *in, size_t offset, const char *bytes, size_t len) {
+    struct evbuffer_ptr at;
+    if (evbuffer_ptr_set(in, &at, offset, EVBUFFER_PTR_SET) != 0) return;
+    while (len > 0) {
+        struct evbuffer_iovec vec[8];
+        int n = evbuffer_peek(in, (ev_ssize_t)len, &at, vec, 8);
+        if (n <= 0) return;
+        size_t done = 0;
+        for (int i = 0; i < n && i < 8 && len > 0; i++) {
+            size_t k = vec[i].iov_len < len ? vec[i].iov_len : len;
+            if (bytes) memcpy(vec[i].iov_base, bytes + done, k);
+            else memset(vec[i].iov_base, HTTP_FRAMING_FILLER, k);
+            done += k;
+            len -= k;
+        }
+        if (len > 0 && evbuffer_ptr_set(in, &at, done, EVBUFFER_PTR_ADD) != 0) return;
+    }
+}
+
+/* Makes the line evhttp reads next, at `offset`, one it refuses: filler up to the end of the
+ * buffer, then CRLF. Whatever arrives later lies behind it, and evhttp never reads that far. */
+static void refuse_from(connection *c, struct evbuffer *in, size_t offset) {
+    overwrite(in, offset, NULL, evbuffer_get_length(in) - offset);
+    c->adding = true;
+    bool added = evbuffer_add(in, "\r\n", 2) == 0;
+    c->adding = false;
+    if (!added) shut(c->bev); /* cannot happen inside libevent's read; without the line, no answer */
+}
+
+/* Hands the tracker the bytes of `in` from `from` on; false once it refused the framing. */
+static bool frame_bytes(connection *c, struct evbuffer *in, size_t from) {
+    http_framing *f = &c->framing;
+    size_t len = evbuffer_get_length(in);
+    struct evbuffer_ptr at;
+    if (evbuffer_ptr_set(in, &at, from, EVBUFFER_PTR_SET) != 0) return true;
+    while (from < len) {
+        struct evbuffer_iovec vec[8];
+        int n = evbuffer_peek(in, (ev_ssize_t)(len - from), &at, vec, 8);
+        if (n <= 0) break;
+        size_t seen = 0;
+        for (int i = 0; i < n && i < 8 && from + seen < len; i++) {
+            const char *data = vec[i].iov_base;
+            size_t size = vec[i].iov_len < len - from - seen ? vec[i].iov_len : len - from - seen;
+            for (size_t done = 0; done < size;) {
+                http_framing_edit edit;
+                done += http_framing_read(f, data + done, size - done, &edit);
+                if (edit.action != HTTP_FRAMING_NONE && edit.at < f->drained) {
+                    /* evhttp read past a line the tracker had not finished: cannot happen, as
+                     * it reads whole lines only; should it, nothing it reads can be trusted. */
+                    shut(c->bev);
+                    return false;
+                }
+                if (edit.action == HTTP_FRAMING_REWRITE) {
+                    overwrite(in, (size_t)(edit.at - f->drained), edit.bytes, edit.len);
+                } else if (edit.action == HTTP_FRAMING_REFUSE) {
+                    refuse_from(c, in, (size_t)(edit.at - f->drained));
+                    return false;
+                }
+            }
+            seen += size;
+        }
+        from += seen;
+        if (from < len && evbuffer_ptr_set(in, &at, seen, EVBUFFER_PTR_ADD) != 0) break;
+    }
+    return true;
+}
+
+static void on_connection_input(struct evbuffer *in, const struct evbuffer_cb_info *info, void *arg) {
+    connection *c = arg;
+    if (c->adding) return;
+    http_framing *f = &c->framing;
+    http_framing_drained(f, info->n_deleted);
+    size_t len = evbuffer_get_length(in);
+    /* Past a refusal evhttp drains the filler, which the tracker never read. */
+    if (f->read < f->drained || f->read - f->drained >= len) return;
+    size_t from = (size_t)(f->read - f->drained);
+    /* A body's bytes are skipped by their count, without a look at the buffer. */
+    size_t unseen = (size_t)(http_framing_unseen(f) < len - from ? http_framing_unseen(f) : len - from);
+    http_framing_skip(f, unseen);
+    if (from + unseen < len) frame_bytes(c, in, from + unseen);
+}
+
+/* ---- connections' lives ----------------------------------------------------------------------
+ * A connection's own state (its request clock, its framing tracker) is made at its first
+ * bytes: by then evhttp has set the connection up, and its bufferevent's callback argument is
+ * the evhttp_connection, which leads to the server and takes the close callback that frees
+ * the state. A connection that never sends a byte is closed by evhttp's idle timeout and needs
+ * none. The server is found from its evhttp here, once per connection; the lock is for hosts
+ * that run nodes in several threads. */
+static http_server *servers;
+static pthread_mutex_t servers_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static http_server *server_of(const struct evhttp *http) {
+    pthread_mutex_lock(&servers_lock);
+    http_server *s = servers;
+    while (s && s->http != http) s = s->next;
+    pthread_mutex_unlock(&servers_lock);
+    return s;
+}
+
+static void connection_free(connection *c) {
+    if (!c) return;
+    /* evhttp may still empty the buffers after the close: they must not call a freed state. */
+    if (c->on_input) evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->on_input);
+    if (c->on_output) evbuffer_remove_cb_entry(bufferevent_get_output(c->bev), c->on_output);
+    http_guard_clock_free(c->clock);
+    http_framing_free(&c->framing);
+    free(c);
+}
+
+static void on_connection_close(struct evhttp_connection *evcon, void *arg) {
+    (void)evcon;
+    connection_free(arg);
+}
+
+static void on_first_bytes(struct evbuffer *in, const struct evbuffer_cb_info *info, void *arg) {
+    struct bufferevent *bev = arg;
+    if (info->n_added == 0) return;
+    evbuffer_remove_cb(in, on_first_bytes, bev);
+    void *cbarg = NULL;
+    bufferevent_getcb(bev, NULL, NULL, NULL, &cbarg);
+    struct evhttp_connection *evcon = cbarg;
+    http_server *s = evcon ? server_of(evhttp_connection_get_server(evcon)) : NULL;
+    connection *c = s ? calloc(1, sizeof *c) : NULL;
+    if (c) {
+        *c = (connection){.s = s, .bev = bev};
+        http_framing_init(&c->framing, s->o.max_body, HTTP_MAX_HEADERS);
+        c->clock = http_guard_clock_new(s->guard, bev, info->n_added);
+        c->on_output = evbuffer_add_cb(bufferevent_get_output(bev), rewrite_error_page, c);
+        c->on_input = evbuffer_add_cb(in, on_connection_input, c); /* the newest: it runs first */
+    }
+    if (!c || !c->clock || !c->on_output || !c->on_input) {
+        /* Out of memory: without its state the connection would take broken framing and answer
+         * HTML. */
+        connection_free(c);
+        shut(bev);
+        return;
+    }
+    evhttp_connection_set_closecb(evcon, on_connection_close, c);
+    on_connection_input(in, info, c); /* these first bytes */
+}
+
 /* Connection buffers that read what is waiting in one go (read_ahead), write a whole answer
  * in as few calls as the socket takes, rather than libevent's default of 16 KiB a call (a
- * 10,000-record answer is about 850 KB), whose evhttp error pages become JSON (above) and
- * whose requests have a deadline (http_guard). */
+ * 10,000-record answer is about 850 KB), and get their state at their first bytes: a
+ * framing tracker, JSON for evhttp's error pages (above), a deadline for their requests
+ * (http_guard). */
 static struct bufferevent *new_connection_buffer(struct event_base *base, void *arg) {
+    (void)arg;
     struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
     if (!bev) return NULL;
     bufferevent_set_max_single_write(bev, 4 << 20);
-    if (!evbuffer_add_cb(bufferevent_get_output(bev), rewrite_error_page, arg) ||
-        !evbuffer_add_cb(bufferevent_get_input(bev), read_ahead, bev) || !http_guard_watch_connection(bev)) {
+    if (!evbuffer_add_cb(bufferevent_get_input(bev), read_ahead, bev) ||
+        !evbuffer_add_cb(bufferevent_get_input(bev), on_first_bytes, bev)) {
         bufferevent_free(bev);
         return NULL;
     }
@@ -456,13 +637,17 @@ http_server *http_server_new(struct event_base *base, const http_server_options 
         s->o = *o;
         s->http = evhttp_new(base);
     }
-    if (s && s->http) s->guard = http_guard_new(base, s->http, o->log_limit, o->request_timeout);
+    if (s && s->http) s->guard = http_guard_new(base, o->log_limit, o->request_timeout);
     if (s) s->codec = codec_new();
     if (!s || !s->guard || !s->codec) {
         snprintf(err, err_len, "cannot create the HTTP server (out of memory?)");
         http_server_free(s);
         return NULL;
     }
+    pthread_mutex_lock(&servers_lock);
+    s->next = servers;
+    servers = s;
+    pthread_mutex_unlock(&servers_lock);
     evhttp_set_max_body_size(s->http, (ev_ssize_t)o->max_body);
     evhttp_set_max_headers_size(s->http, HTTP_MAX_HEADERS);
     evhttp_set_timeout(s->http, HTTP_TIMEOUT);
@@ -491,6 +676,11 @@ http_server *http_server_new(struct event_base *base, const http_server_options 
 
 void http_server_free(http_server *s) {
     if (!s) return;
+    pthread_mutex_lock(&servers_lock);
+    http_server **at = &servers;
+    while (*at && *at != s) at = &(*at)->next;
+    if (*at) *at = s->next;
+    pthread_mutex_unlock(&servers_lock);
     http_guard_free(s->guard); /* before the server it watches */
     if (s->http) evhttp_free(s->http);
     codec_free(s->codec);

@@ -6,6 +6,8 @@
  * - TCP_NODELAY and the read-ahead of connections (libevent 2.1 alone reads 4 KiB a loop turn);
  * - the http_guard (http_guard.h): accept() pauses when descriptors run out, request deadlines;
  * - limits: the body size, the headers (64 KiB), an idle connection (10 s);
+ * - chunked bodies read as RFC 9112 frames them (http_framing.h): extensions accepted, broken
+ *   framing answered 400;
  * - JSON errors where evhttp writes HTML pages of its own (413, 400, 501);
  * - answers in JSON, without a body to HEAD, each counted;
  * - content codings (codec.h): request bodies decoded within the body limit (413 past it, 415
