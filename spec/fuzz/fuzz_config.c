@@ -32,7 +32,8 @@ static bool same_settings(const shazbot_settings *a, const shazbot_settings *b) 
            same_string(a->policy_path, b->policy_path) && a->log_level == b->log_level &&
            same_string(a->happy_secret, b->happy_secret) && a->max_body == b->max_body &&
            a->max_clock_skew == b->max_clock_skew && a->request_timeout == b->request_timeout &&
-           a->compression == b->compression;
+           a->compression == b->compression && a->gossip_timeout == b->gossip_timeout &&
+           a->gossip_retry == b->gossip_retry && a->suspicion_window == b->suspicion_window;
 }
 
 /* Seconds settings: where the value lands, whether 0 is taken, the most taken. */
@@ -47,6 +48,9 @@ static const struct {
     {"SHAZBOT_MASTER_ANNOUNCE_INTERVAL", offsetof(shazbot_settings, announce_interval), true, 30 * DAY},
     {"SHAZBOT_MAX_CLOCK_SKEW", offsetof(shazbot_settings, max_clock_skew), true, DAY},
     {"SHAZBOT_REQUEST_TIMEOUT", offsetof(shazbot_settings, request_timeout), false, 3600},
+    {"SHAZBOT_GOSSIP_TIMEOUT", offsetof(shazbot_settings, gossip_timeout), false, 3600},
+    {"SHAZBOT_GOSSIP_RETRY", offsetof(shazbot_settings, gossip_retry), false, 3600},
+    {"SHAZBOT_SUSPICION_WINDOW", offsetof(shazbot_settings, suspicion_window), true, DAY},
 };
 
 static const struct {
