@@ -206,6 +206,7 @@ static void on_master_list(void *arg, const transfer_result *r) {
                                                                                    : e->bootstrap.backoff * 2;
         return;
     }
+    e->bootstrap.loaded = true;
     node_fanout *f = &e->bootstrap.fanout;
     size_t n = fanout_begin(e, f, TARGETS_BOOTSTRAP, 0, on_bootstrap_answer);
     log_info(e->cfg.log_level, "master list loaded: %zu known; bootstrap gossip to %zu peers", e->m->count, n);

@@ -76,6 +76,7 @@ typedef struct node_bootstrap {
     engine_timer *retry_timer;
     double backoff; /* seconds before the next try */
     node_fanout fanout;
+    bool loaded; /* the master list's first download succeeded */
 } node_bootstrap;
 
 /* Master-list announcements: GET, merge, PUT with If-Match, again on a conflict. */

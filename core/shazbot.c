@@ -99,6 +99,14 @@ int shazbot_is_running(const shazbot *node) { return engine_serving(&node->e); }
 
 struct event_base *shazbot_event_base(shazbot *node) { return node->base; }
 
+void shazbot_get_state(const shazbot *node, shazbot_state *out) {
+    const engine *e = &node->e;
+    *out = (shazbot_state){.master_list_loaded = e->bootstrap.loaded,
+                           .leaving = e->state == NODE_STOPPING,
+                           .online = membership_count(e->m, MEMBER_ONLINE),
+                           .offline = membership_count(e->m, MEMBER_OFFLINE)};
+}
+
 static void on_step_timeout(void *arg) { (void)arg; /* only there to end the wait of shazbot_step */ }
 
 int shazbot_step(shazbot *node, double max_wait) {

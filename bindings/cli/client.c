@@ -22,9 +22,12 @@
 
 static const char *const members_usage =
     "usage: clustershazbot members [--url URL] [--control-secret S] [--json]\n"
+    "                              [--status online|offline] [--match GLOB]\n"
     "\n"
     "Prints the node's view of the cluster: base URL, status, monitor, age of the last\n"
     "update, and a summary line. --json prints the list as the node sends it.\n"
+    "--status shows the members of one status only; --match those whose base URL matches\n"
+    "a shell glob ('http://10.0.*'), the summary counting what is shown.\n"
     "Defaults: --url from SHAZBOT_BASE_URL, --control-secret from SHAZBOT_CONTROL_SECRET\n"
     "(without it only online members are shown).\n"
     "Exit status: 0 success, 1 the node could not be asked or refused the secret, 2 bad usage.\n";
@@ -51,11 +54,13 @@ enum {
     TAKES_JSON = 1 << 2,
     TAKES_QUICK = 1 << 3,
     TAKES_ACTION = 1 << 4, /* one word that is not an option: control's online|offline */
+    TAKES_FILTER = 1 << 5, /* members' --status and --match */
 };
 
 typedef struct options {
     const char *url, *secret, *action;
     bool json, quick;
+    members_filter filter;
 } options;
 
 /* Parses argv[1..] into `o`; returns false (after printing why and the usage) on bad usage. */
@@ -66,7 +71,9 @@ static bool parse_options(int argc, char **argv, unsigned accepted, const char *
         const char *a = argv[i];
         const char **value = (accepted & TAKES_URL) && strcmp(a, "--url") == 0 ? &o->url
                              : (accepted & TAKES_CONTROL_SECRET) && strcmp(a, "--control-secret") == 0 ? &o->secret
-                                                                                                        : NULL;
+                             : (accepted & TAKES_FILTER) && strcmp(a, "--status") == 0 ? &o->filter.status
+                             : (accepted & TAKES_FILTER) && strcmp(a, "--match") == 0  ? &o->filter.pattern
+                                                                                        : NULL;
         if (value) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "clustershazbot %s: missing value after %s\n%s", argv[0], a, usage);
@@ -83,6 +90,11 @@ static bool parse_options(int argc, char **argv, unsigned accepted, const char *
             fprintf(stderr, "clustershazbot %s: unexpected argument '%s'\n%s", argv[0], a, usage);
             return false;
         }
+    }
+    if (o->filter.status && strcmp(o->filter.status, "online") != 0 && strcmp(o->filter.status, "offline") != 0) {
+        fprintf(stderr, "clustershazbot %s: --status must be online or offline, not '%s'\n%s", argv[0], o->filter.status,
+                usage);
+        return false;
     }
     if (!o->url || !*o->url) {
         fprintf(stderr, "clustershazbot %s: no node to ask: give --url or set SHAZBOT_BASE_URL\n%s", argv[0], usage);
@@ -203,7 +215,9 @@ static yajl_val ask(const char *method, const char *url, const char *auth, const
 int cli_members(int argc, char **argv) {
     if (cli_wants_help(argc, argv, members_usage)) return 0;
     options o = {0};
-    if (!parse_options(argc, argv, TAKES_URL | TAKES_CONTROL_SECRET | TAKES_JSON, members_usage, &o)) return 2;
+    if (!parse_options(argc, argv, TAKES_URL | TAKES_CONTROL_SECRET | TAKES_JSON | TAKES_FILTER, members_usage, &o))
+        return 2;
+    bool filtered = o.filter.status || o.filter.pattern;
     char *url = endpoint(o.url, "clustershazbot/list", false);
     answer raw = {0};
     yajl_val doc = ask("GET", url, o.secret, "--control-secret or SHAZBOT_CONTROL_SECRET", NULL, &raw);
@@ -217,15 +231,25 @@ int cli_members(int argc, char **argv) {
          * here): a refused secret shows only as a missing offline list. */
         fprintf(stderr, "clustershazbot members: %s did not accept the control secret: it is wrong "
                         "(--control-secret or SHAZBOT_CONTROL_SECRET)\n", url);
-    } else if (o.json) {
+    } else if (o.json && !filtered) {
         printf("%s\n", raw.data);
         rc = 0;
+    } else if (o.filter.status && strcmp(o.filter.status, "offline") == 0 && !o.secret) {
+        fprintf(stderr, "clustershazbot members: offline members are shown only with the control secret "
+                        "(--control-secret or SHAZBOT_CONTROL_SECRET)\n");
+        rc = 2;
     } else {
+        members_table_filter(doc, &o.filter);
+        if (o.json) {
+            rc = members_table_write_json(stdout, doc) ? 0 : 1;
+            goto done;
+        }
         if (!o.secret) fprintf(stderr, "clustershazbot members: no control secret given: offline members are not shown\n");
         struct timespec now;
         clock_gettime(CLOCK_REALTIME, &now);
         rc = members_table_print(stdout, doc, (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000) ? 0 : 1;
     }
+done:
     free(url);
     yajl_tree_free(doc);
     free(raw.data);

@@ -8,6 +8,7 @@
 #include "clustershazbot.h"
 #include "cli.h"
 #include "common.h"
+#include "notify.h"
 
 #include <malloc.h>
 #include <stdio.h>
@@ -33,7 +34,10 @@ static const char *const serve_usage =
     "Configuration comes from the environment; required: SHAZBOT_SECRET,\n"
     "SHAZBOT_CONTROL_SECRET, SHAZBOT_BASE_URL, SHAZBOT_MASTER_LIST,\n"
     "SHAZBOT_MASTER_LIST_UPDATE, SHAZBOT_MASTER_LIST_UPDATE_AUTH. See the README for the\n"
-    "optional ones. A missing or malformed value exits with status 2 and names it.\n";
+    "optional ones. A missing or malformed value exits with status 2 and names it.\n"
+    "Under systemd (Type=notify, $NOTIFY_SOCKET) it says READY=1 once listening with the\n"
+    "master list loaded, STATUS= with the member counts, STOPPING=1 when it leaves, and\n"
+    "WATCHDOG=1 at half of WatchdogSec= when that is set.\n";
 
 static int serve(int argc, char **argv) {
     if (cli_wants_help(argc, argv, serve_usage)) return 0;
@@ -67,7 +71,9 @@ static int serve(int argc, char **argv) {
         return 1;
     }
     shazbot_start(node);
+    cli_notify *notify = cli_notify_watch(node);
     int rc = shazbot_run(node, 1);
+    cli_notify_end(notify);
     shazbot_free(node);
     return rc == 0 ? 0 : 1;
 }

@@ -1,9 +1,11 @@
 /* members_table: see members_table.h. */
 #include "members_table.h"
 
+#include <fnmatch.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <yajl/yajl_gen.h>
 
 typedef struct row {
     const char *url;
@@ -45,6 +47,69 @@ static size_t collect_rows(yajl_val doc, const char *list, bool online, row *row
                           stamp && YAJL_IS_INTEGER(stamp) ? YAJL_GET_INTEGER(stamp) : 0};
     }
     return n;
+}
+
+static bool kept(yajl_val record, const char *list, const members_filter *f) {
+    if (f->status && strcmp(f->status, list) != 0) return false;
+    if (!f->pattern) return true;
+    const char *url_path[] = {"baseUrl", NULL};
+    yajl_val url = yajl_tree_get(record, url_path, yajl_t_string);
+    return url && fnmatch(f->pattern, YAJL_GET_STRING(url), 0) == 0;
+}
+
+void members_table_filter(yajl_val doc, const members_filter *f) {
+    static const char *const lists[] = {"online", "offline"};
+    for (size_t l = 0; l < 2; l++) {
+        yajl_val array = members_table_list(doc, lists[l]);
+        if (!array) continue;
+        size_t n = 0;
+        for (size_t i = 0; i < YAJL_GET_ARRAY(array)->len; i++) {
+            yajl_val r = YAJL_GET_ARRAY(array)->values[i];
+            if (kept(r, lists[l], f)) YAJL_GET_ARRAY(array)->values[n++] = r;
+            else yajl_tree_free(r);
+        }
+        YAJL_GET_ARRAY(array)->len = n;
+    }
+}
+
+static void print_to(void *ctx, const char *s, size_t len) { fwrite(s, 1, len, ctx); }
+
+static void gen_key(yajl_gen g, const char *key) { yajl_gen_string(g, (const unsigned char *)key, strlen(key)); }
+
+bool members_table_write_json(FILE *out, yajl_val doc) {
+    yajl_gen g = yajl_gen_alloc(NULL);
+    if (!g) return false;
+    yajl_gen_config(g, yajl_gen_print_callback, print_to, out);
+    yajl_gen_map_open(g);
+    static const char *const lists[] = {"online", "offline"};
+    for (size_t l = 0; l < 2; l++) {
+        yajl_val array = members_table_list(doc, lists[l]);
+        if (!array) continue;
+        gen_key(g, lists[l]);
+        yajl_gen_array_open(g);
+        for (size_t i = 0; i < YAJL_GET_ARRAY(array)->len; i++) {
+            yajl_val r = YAJL_GET_ARRAY(array)->values[i];
+            const char *url_path[] = {"baseUrl", NULL}, *monitor_path[] = {"monitor", NULL},
+                       *time_path[] = {"lastUpdate", NULL};
+            yajl_val url = yajl_tree_get(r, url_path, yajl_t_string);
+            yajl_val stamp = yajl_tree_get(r, time_path, yajl_t_number);
+            if (!url) continue;
+            yajl_gen_map_open(g);
+            gen_key(g, "baseUrl");
+            gen_key(g, YAJL_GET_STRING(url));
+            gen_key(g, "monitor");
+            yajl_gen_bool(g, YAJL_IS_TRUE(yajl_tree_get(r, monitor_path, yajl_t_any)));
+            gen_key(g, "lastUpdate");
+            if (stamp) yajl_gen_number(g, YAJL_GET_NUMBER(stamp), strlen(YAJL_GET_NUMBER(stamp)));
+            else yajl_gen_null(g);
+            yajl_gen_map_close(g);
+        }
+        yajl_gen_array_close(g);
+    }
+    bool ok = yajl_gen_map_close(g) == yajl_gen_status_ok;
+    yajl_gen_free(g);
+    fputc('\n', out);
+    return ok;
 }
 
 static size_t list_length(yajl_val doc, const char *list) {

@@ -96,6 +96,14 @@ void shazbot_free(shazbot *node);
 
 struct event_base *shazbot_event_base(shazbot *node);
 
+/* What a supervisor is told of a node (the serve command's systemd notifications). */
+typedef struct shazbot_state {
+    int master_list_loaded; /* its first download of the master list has succeeded */
+    int leaving;            /* shutdown begun and not finished */
+    size_t online, offline; /* records of each status, this node's own included */
+} shazbot_state;
+void shazbot_get_state(const shazbot *node, shazbot_state *out);
+
 /* ---- requests ------------------------------------------------------------------------------
  * For hosts that route the endpoints themselves. `auth` is the Authorization header (NULL if
  * absent). The answer body is JSON, malloc'd, to be released with shazbot_response_free. */

@@ -117,9 +117,19 @@ function Node:step(max_wait)
   return true
 end
 
+-- Runs the node's own loop until it stops. A node run so serves its endpoints itself, or
+-- nothing would reach it: when the host has not called node:listen(), run() listens first
+-- where the `listen` option says (else on the base URL's port), as `clustershazbot serve`
+-- does; a failure to listen is an error, not a node that silently serves nothing.
 function Node:run()
   local h, b, call = handle_of(self, "run", true)
-  if not backend_function(b, "run", call, 2)(h) then fail(call, "the event loop failed", 2) end
+  local run = backend_function(b, "run", call, 2)
+  if not self._listening then
+    local ok, why = b.listen(h, nil, 0)
+    if not ok then fail(call, "cannot listen: " .. why, 2) end
+    self._listening = true
+  end
+  if not run(h) then fail(call, "the event loop failed", 2) end
   return true
 end
 
@@ -127,6 +137,7 @@ function Node:listen(host, port)
   local h, b, call = handle_of(self, "listen")
   local ok, why = b.listen(h, host, port or 0)
   if not ok then fail(call, why, 2) end
+  self._listening = true
   return true
 end
 

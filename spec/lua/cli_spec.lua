@@ -119,6 +119,40 @@ describe("the command line", function()
     for _, r in ipairs(rows) do assert.truthy(r.age:match("^%d+[smhd]$"), out) end
   end)
 
+  it("members --status and --match show part of the cluster, in the table and as JSON", function()
+    local list = cjson.encode({
+      online = { { baseUrl = "http://10.0.0.1:3000/", monitor = false, lastUpdate = 1 },
+                 { baseUrl = "http://10.1.0.2:3000/", monitor = true, lastUpdate = 2 } },
+      offline = { { baseUrl = "http://10.0.0.3:3000/", monitor = false, lastUpdate = 3 },
+                  { baseUrl = "http://10.1.0.4:3000/", monitor = false, lastUpdate = 4 } } })
+    local url = fixed_answer_server(200, list)
+    local secret = " --control-secret " .. cluster.control_secret
+    local function urls(out)
+      local got = {}
+      for _, r in ipairs(table_rows(out)) do got[#got + 1] = r.url .. " " .. r.status end
+      return got
+    end
+    local status, out = run("members --url " .. url .. secret .. " --status online")
+    assert.are.equal(0, status, out)
+    assert.are.same({ "http://10.0.0.1:3000/ online", "http://10.1.0.2:3000/ online" }, urls(out))
+    assert.truthy(out:find("2 online, 0 offline", 1, true), out)
+    status, out = run("members --url " .. url .. secret .. " --match 'http://10.0.*'")
+    assert.are.same({ "http://10.0.0.1:3000/ online", "http://10.0.0.3:3000/ offline" }, urls(out))
+    status, out = run("members --url " .. url .. secret .. " --status offline --match '*.4:*' --json")
+    assert.are.equal(0, status, out)
+    assert.are.same({ online = {}, offline = { { baseUrl = "http://10.1.0.4:3000/", monitor = false, lastUpdate = 4 } } },
+      cjson.decode(out))
+    -- Without a filter, --json is the node's answer as it came.
+    status, out = run("members --url " .. url .. secret .. " --json")
+    assert.are.same(cjson.decode(list), cjson.decode(out))
+    status, out = run("members --url " .. url .. secret .. " --status dead")
+    assert.are.equal(2, status)
+    assert.truthy(out:find("--status must be online or offline, not 'dead'", 1, true), out)
+    status, out = run("members --url " .. url .. " --status offline")
+    assert.are.equal(2, status)
+    assert.truthy(out:find("offline members are shown only with the control secret", 1, true), out)
+  end)
+
   it("members takes its defaults from the environment, and --json prints the list", function()
     local status, out = run("members --json", { SHAZBOT_BASE_URL = b.url, SHAZBOT_CONTROL_SECRET = cluster.control_secret })
     assert.are.equal(0, status, out)

@@ -357,6 +357,30 @@ describe("the Lua module", function()
     assert.falsy(out:find(quiet_url, 1, true), out)
   end)
 
+  it("serves where the listen option says when run with node:run(), until SIGTERM", function()
+    -- Issue 12: a node given `listen` and run by node:run() used to serve nothing, silently.
+    local port, base_port = cluster.free_port(), cluster.free_port()
+    local script = string.format([[
+      local shazbot = require "clustershazbot"
+      local node = shazbot.new { base_url = "http://127.0.0.1:%d/", listen = "127.0.0.1:%d",
+        secret = "s", control_secret = "c", master_list = "http://127.0.0.1:9/list.json",
+        master_list_update = "http://127.0.0.1:9/list.json", master_list_update_auth = "u",
+        happy_secret = "none", log_level = "error" }
+      node:start()
+      node:run()
+      print("run returned")
+    ]], base_port, port)
+    local proc = cluster.spawn_program("lua5.4", "-e " .. string.format("%q", script),
+      { LUA_PATH = installed.lua_path .. ";;", LUA_CPATH = installed.lua_cpath .. ";;" })
+    cluster.wait_until(10, "the node answering on the listen option's port", function()
+      return cluster.request("GET", "http://127.0.0.1:" .. port .. "/happy/quick") == 200
+    end)
+    assert.are_not.equal(200, (cluster.request("GET", "http://127.0.0.1:" .. base_port .. "/happy/quick")))
+    cluster.signal(proc, "TERM")
+    assert.are.equal(0, cluster.wait_exit(proc, 30), cluster.read_log(proc))
+    assert.truthy(cluster.read_log(proc):find("run returned", 1, true))
+  end)
+
   it("offers the original library's functions on a default node from the environment", function()
     local port = cluster.free_port()
     local env = cluster.node_env(port, nil, { SHAZBOT_LOG_LEVEL = "error" })
