@@ -36,7 +36,7 @@ local balancer = { _VERSION = "0.1.0" }
 local MEMBERS_KEY, VERSION_KEY = "clustershazbot:members", "clustershazbot:version"
 local OFFLINE_MEMORY_SECONDS = 24 * 3600 -- as long as the engine keeps offline records
 local HASH_POINTS = 160                  -- points per member on the consistent-hash ring
-local DEFAULT_HYSTERESIS, DEFAULT_TRIES = 10, 3
+local DEFAULT_HYSTERESIS, DEFAULT_TRIES, DEFAULT_FAIL_TIMEOUT = 10, 3, 10
 
 local function misuse(call, why) error("clustershazbot.balancer." .. call .. ": " .. why, 3) end
 
@@ -182,7 +182,8 @@ local function option(opts, name, kind)
   return value
 end
 
-local known_options = { dict = true, hysteresis = true, match = true, filter = true, address = true, port = true, tries = true }
+local known_options = { dict = true, hysteresis = true, match = true, filter = true, address = true, port = true,
+                        tries = true, fail_timeout = true }
 
 function balancer.new(opts)
   if type(opts) ~= "table" then misuse("new()", "expected a table of options, got " .. type(opts)) end
@@ -203,6 +204,10 @@ function balancer.new(opts)
   self.port = port
   if tries and (tries ~= math.floor(tries) or tries < 1) then misuse("new()", "option 'tries': expected a whole number of tries, 1 or more, got " .. tries) end
   self.tries = tries or DEFAULT_TRIES
+  local fail_timeout = option(opts, "fail_timeout", "number")
+  if fail_timeout and not (fail_timeout >= 0) then misuse("new()", "option 'fail_timeout': expected seconds (0 or more), got " .. fail_timeout) end
+  self.fail_timeout = fail_timeout or DEFAULT_FAIL_TIMEOUT
+  self.failed = {} -- baseUrl -> until when this worker sends it no first try
   self:set_hysteresis(opts.hysteresis == nil and DEFAULT_HYSTERESIS or opts.hysteresis)
   self.turn = 0
   return self
@@ -263,6 +268,13 @@ function Pool:peers()
       end
     end
   end
+  -- A member the cluster no longer lists has been judged: its mark is of no more use, and
+  -- must not hold it back when it returns.
+  local listed = {}
+  for _, peer in ipairs(peers) do listed[peer.baseUrl] = true end
+  for url in pairs(self.failed) do
+    if not listed[url] then self.failed[url] = nil end
+  end
   self.version, self.review_at, self.current, self.ring = version, review_at, peers, nil
   return peers
 end
@@ -280,10 +292,25 @@ function Pool:hashed(peers, key)
   return ring[low].index
 end
 
+-- From `index` on, the first member this worker has not seen fail within fail_timeout; if
+-- all have, `index` itself (a guess beats no answer).
+function Pool:first_healthy(peers, index)
+  local now = ngx.now()
+  for step = 0, #peers - 1 do
+    local candidate = (index - 1 + step) % #peers + 1
+    local until_at = self.failed[peers[candidate].baseUrl]
+    if not until_at or until_at <= now then return candidate end
+  end
+  return index
+end
+
 -- In balancer_by_lua*: sets the peer of this try. The first try picks (by `key`'s hash, else
--- the next in turn) and allows up to `tries` tries in all, never more than there are members;
--- each retry, after a failed connection or an answer proxy_next_upstream retries, takes the
--- next member of those of the first try. Returns the member's baseUrl, or nil and why.
+-- the next in turn), passing over members whose connection failed in this worker within the
+-- last fail_timeout seconds (the cluster takes seconds to agree that a killed member is
+-- offline; nginx's max_fails does the same for static upstreams), and allows up to `tries`
+-- tries in all, never more than there are members; each retry, after a failed connection or
+-- an answer proxy_next_upstream retries, takes the next member of those of the first try.
+-- Returns the member's baseUrl, or nil and why.
 function Pool:balance(key)
   if key ~= nil and type(key) ~= "string" then
     error("clustershazbot.balancer: balance(): key: expected a string or nil, got " .. type(key), 2)
@@ -295,19 +322,22 @@ function Pool:balance(key)
     try.count = try.count + 1
     if try.count > #try.peers then return nil, "every member tried has failed" end
     local failure, status = ngx_balancer.get_last_failure()
-    ngx.log(ngx.WARN, "clustershazbot.balancer: ", try.peers[try.index].baseUrl, " failed (", tostring(failure),
+    local url = try.peers[try.index].baseUrl
+    self.failed[url] = ngx.now() + self.fail_timeout
+    ngx.log(ngx.WARN, "clustershazbot.balancer: ", url, " failed (", tostring(failure),
       status and status ~= 0 and " " .. status or "", "), trying the next member")
-    try.index = try.index % #try.peers + 1
+    try.index = self:first_healthy(try.peers, try.index % #try.peers + 1)
   else
     local peers, err = self:peers()
     if not peers then return nil, err end
     if #peers == 0 then return nil, "no live member takes traffic" end
     local index
     if key then
-      index = self:hashed(peers, key)
+      index = self:first_healthy(peers, self:hashed(peers, key))
     else
-      self.turn = self.turn % #peers + 1
-      index = self.turn
+      -- The turn moves past a member passed over, which would otherwise get its share twice.
+      index = self:first_healthy(peers, self.turn % #peers + 1)
+      self.turn = index
     end
     try = { peers = peers, index = index, count = 1 }
     ctx[self] = try

@@ -47,6 +47,64 @@ local function free_ports(count)
   error("no free ports between 24500 and 24999")
 end
 
+-- A location of the test's own, inside nginx: the balancer module misused (each an error),
+-- its runtime failures (nil and why), publish() on a dict of its own, and the filters on the
+-- real members (`pattern` matches one of them, `only` is another's baseUrl).
+local function pools_location(pattern, only)
+  return [[location = /pools {
+            content_by_lua_block {
+                local balancer = require "clustershazbot.balancer"
+                local lines = {}
+                local function say(...) lines[#lines + 1] = table.concat({ ... }, " ") end
+                local function try(name, f)
+                    local ok, err = pcall(f)
+                    say(name, tostring(ok), (tostring(err):gsub("^.-:%d+: ", "")))
+                end
+                local dict = "shazbot_members"
+                try("no options", function() balancer.new() end)
+                try("no dict", function() balancer.new({}) end)
+                try("unknown dict", function() balancer.new({ dict = "nope" }) end)
+                try("unknown option", function() balancer.new({ dict = dict, weight = 2 }) end)
+                try("bad pattern", function() balancer.new({ dict = dict, match = "[" }) end)
+                try("bad hysteresis", function() balancer.new({ dict = dict, hysteresis = -1 }) end)
+                try("bad tries", function() balancer.new({ dict = dict, tries = 0 }) end)
+                try("port and address", function() balancer.new({ dict = dict, port = 80, address = print }) end)
+                try("publish a string", function() balancer.publish(dict, "members") end)
+                try("balance by a number", function() balancer.new({ dict = dict }):balance(42) end)
+
+                local function urls(pool)
+                    local peers, err = pool:peers()
+                    if not peers then return "nil " .. err end
+                    local list = {}
+                    for i, peer in ipairs(peers) do list[i] = peer.baseUrl .. "=" .. peer.host .. ":" .. peer.port end
+                    return table.concat(list, ",")
+                end
+                say("match", urls(balancer.new({ dict = dict, match = "]] .. pattern .. [[", port = 8080 })))
+                say("filter", urls(balancer.new({ dict = dict, filter = function(m) return m.baseUrl == "]] .. only .. [[" end })))
+
+                local own = "http://127.0.0.1:2/"
+                local mine = balancer.new({ dict = "spec_members", hysteresis = 100 })
+                say("empty", urls(mine))
+                local a = { baseUrl = "http://127.0.0.1:1/", lastUpdate = 1 }
+                say("publish", balancer.publish("spec_members", { online = { a, { baseUrl = own } } }, own))
+                say("publish unchanged", balancer.publish("spec_members", { online = { a, { baseUrl = own } } }, own))
+                say("peers", urls(mine))
+                say("publish offline", balancer.publish("spec_members", { online = {}, offline = { a } }, own))
+                say("peers", urls(mine))
+                say("publish back", balancer.publish("spec_members", { online = { a } }, own))
+                local back = balancer.members("spec_members").online[1]
+                say("back", back.baseUrl, tostring(back.rejoined))
+                say("held back", urls(mine))
+                mine:set_hysteresis(0)
+                say("hysteresis 0", urls(mine))
+                try("bad set_hysteresis", function() mine:set_hysteresis("soon") end)
+                ngx.say(table.concat(lines, "\n"))
+            }
+        }
+
+        location / {]]
+end
+
 local function nginx_pids(master_pid)
   local _, out = sh("pgrep -P " .. master_pid)
   local pids = {}
@@ -102,6 +160,10 @@ describe("nginx service discovery", function()
       :gsub("@NGINX_PORT@", nginx_port):gsub("@ENGINE_PORT@", engine_port)
       :gsub("@LUA_PATH@", installed.luajit_path .. ";" .. source .. "/examples/nginx/?.lua")
       :gsub("access_log off;", "log_format tries '$pid $status $uri $upstream_addr'; access_log logs/access.log tries;")
+      :gsub("lua_shared_dict shazbot_members 1m;", "%0 lua_shared_dict spec_members 64k;")
+      :gsub("location / {", function()
+        return pools_location("^http://127%.0%.0%.1:" .. members[1].port .. "/$", members[2].url)
+      end)
     local _, uid = sh("id -u")
     write(nginx_prefix .. "/conf/nginx.conf", (tonumber(uid) == 0 and "user root;\n" or "") .. conf)
     assert.are.equal(0, (sh(string.format("nginx -t -p '%s' -c conf/nginx.conf", nginx_prefix))))
@@ -149,7 +211,10 @@ describe("nginx service discovery", function()
         else
           failed = failed + 1
         end
-        if each and each(status, body) then break end
+        if each then
+          if each(status, body) then break end
+          cluster.sleep(0.002) -- a pace while waiting, for the machine's other work
+        end
       end
       return by_member, failed
     end
@@ -164,6 +229,29 @@ describe("nginx service discovery", function()
     assert.are.equal(0, failed)
     for i, m in ipairs(members) do
       assert.is_true((by_member[m.url] or 0) >= 50, "member " .. i .. " takes its share: " .. figures(by_member))
+    end
+
+    local status_pools, pools = cluster.request("GET", base .. "pools")
+    assert.are.equal(200, status_pools, pools)
+    for _, expected in ipairs({
+      "no options false clustershazbot.balancer.new(): expected a table of options, got nil",
+      "no dict false clustershazbot.balancer.new(): option 'dict' is required",
+      "unknown dict false clustershazbot.balancer.new(): no lua_shared_dict named 'nope'",
+      "unknown option false clustershazbot.balancer.new(): unknown option 'weight'",
+      "bad pattern false clustershazbot.balancer.new(): option 'match': not a Lua pattern",
+      "bad hysteresis false clustershazbot.balancer: hysteresis: expected seconds (0 or more), got -1",
+      "bad tries false clustershazbot.balancer.new(): option 'tries': expected a whole number of tries",
+      "port and address false clustershazbot.balancer.new(): options 'port' and 'address' exclude each other",
+      "publish a string false clustershazbot.balancer.publish(): members: expected the node's list, got string",
+      "balance by a number false clustershazbot.balancer: balance(): key: expected a string or nil, got number",
+      "match " .. members[1].url .. "=127.0.0.1:8080\n",
+      "filter " .. members[2].url .. "=127.0.0.1:" .. members[2].port .. "\n",
+      "empty nil no members published yet",
+      "publish 1\npublish unchanged 1\npeers http://127.0.0.1:1/=127.0.0.1:1\n",
+      "publish offline 2\npeers \n",
+      "publish back 3\nback http://127.0.0.1:1/ true\nheld back \nhysteresis 0 http://127.0.0.1:1/=127.0.0.1:1\n",
+      "bad set_hysteresis false clustershazbot.balancer: hysteresis: expected seconds (0 or more), got soon" }) do
+      assert.truthy(pools:find(expected, 1, true), expected .. " in:\n" .. pools)
     end
 
     -- The consistent hash: a user stays on one member; the users spread over several.
@@ -209,6 +297,19 @@ describe("nginx service discovery", function()
     assert.are.equal(0, after_failed)
     assert.is_nil(after[dead.url])
     assert.is_true((after[members[1].url] or 0) >= 100 and (after[members[2].url] or 0) >= 100, figures(after))
+    -- The users of the living members stay where they were.
+    local stayed, moved = 0, 0
+    for user = 1, 30 do
+      local status, body = cluster.request("GET", string.format("%sby-user/x?user=u%d", base, user))
+      assert.are.equal(200, status)
+      if home[user] ~= dead.url .. "\n" then
+        assert.are.equal(home[user], body, "user " .. user .. " stays on its living member")
+        stayed = stayed + 1
+      else
+        moved = moved + 1
+      end
+    end
+    print(string.format("# consistent hash: %d users stayed on their living member, %d moved off the dead one", stayed, moved))
 
     -- What nginx tried, from its access log: the dead backend after the agreement never; the
     -- retries before it.
