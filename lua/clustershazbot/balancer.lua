@@ -8,7 +8,8 @@
 --       `GET clustershazbot/list` gives it with the control secret, decoded
 --       ({ online = { record, ... }, offline = { ... } }; offline may be absent). The members
 --       with the baseUrl `own_url` (nginx's own node, not a backend) are left out. Returns the
---       dict's version, bumped only when the membership changed.
+--       dict's version, bumped only when the membership changed. One publisher per dict: it
+--       reads, merges and writes without a lock.
 --
 --   local pool = balancer.new{ dict = "members", hysteresis = 10, match = "^http://10%.", ... }
 --   pool:balance([key])   -- in balancer_by_lua*: true, or nil and why

@@ -61,6 +61,7 @@ local function pools_location(pattern, only)
                     say(name, tostring(ok), (tostring(err):gsub("^.-:%d+: ", "")))
                 end
                 local dict = "shazbot_members"
+                say("version", balancer._VERSION)
                 try("no options", function() balancer.new() end)
                 try("no dict", function() balancer.new({}) end)
                 try("unknown dict", function() balancer.new({ dict = "nope" }) end)
@@ -234,6 +235,7 @@ describe("nginx service discovery", function()
     local status_pools, pools = cluster.request("GET", base .. "pools")
     assert.are.equal(200, status_pools, pools)
     for _, expected in ipairs({
+      "version 0.1.0\n",
       "no options false clustershazbot.balancer.new(): expected a table of options, got nil",
       "no dict false clustershazbot.balancer.new(): option 'dict' is required",
       "unknown dict false clustershazbot.balancer.new(): no lua_shared_dict named 'nope'",
