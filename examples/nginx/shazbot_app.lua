@@ -22,7 +22,9 @@ end
 
 -- In init_worker_by_lua*, in every worker.
 function M.init_worker(dict)
-  local hysteresis = tonumber(os.getenv("APP_HYSTERESIS") or "10")
+  local setting = os.getenv("APP_HYSTERESIS")
+  local hysteresis = tonumber(setting or "10")
+  if not hysteresis then error("APP_HYSTERESIS: expected seconds, got '" .. setting .. "'") end
   -- Round robin over every member.
   pools.app = balancer.new { dict = dict, hysteresis = hysteresis, address = beside_its_node }
   -- The same members, each key (a user) kept on one of them while it lives.
