@@ -12,17 +12,59 @@
 --
 -- Reload: the new worker 0 starts while the old one may still hold the engine's port for its
 -- goodbye, so it retries listening until the port is free, then starts its engine.
+--
+-- Service discovery: given a lua_shared_dict, the owner publishes the members there
+-- (clustershazbot.balancer.publish) whenever they changed, for the balancers of every worker.
+-- It looks at most every MEMBERS_CHECK_SECONDS, after a step: reading the list costs the size
+-- of the cluster, and a change a tenth of a second late is nothing beside gossip's seconds.
 
 local M = {}
 
 local STEP_SECONDS = 0.005    -- how often the engine's loop is stepped, without waiting
 local LISTEN_RETRY_SECONDS = 0.2
 local LISTEN_PATIENCE_SECONDS = 60 -- beyond the engine's bounded shutdown (25 s at most)
+local MEMBERS_CHECK_SECONDS = 0.1
+
+-- A function to call after each step: publishes the node's members into `dict` when their
+-- statuses changed (a fingerprint of the list without its timestamps, which move every round).
+local function members_publisher(node, dict, own_url, control_secret)
+  local balancer = require "clustershazbot.balancer"
+  local cjson = require "cjson.safe"
+  local check_at, last = 0, nil
+  return function()
+    local now = ngx.now()
+    if now < check_at then return end
+    check_at = now + MEMBERS_CHECK_SECONDS
+    local text, status = node:list_request(control_secret)
+    local list = status == 200 and cjson.decode(text)
+    if type(list) ~= "table" then return end
+    local parts = {}
+    for _, kind in ipairs({ "online", "offline" }) do
+      for _, record in ipairs(type(list[kind]) == "table" and list[kind] or {}) do
+        parts[#parts + 1] = kind .. " " .. tostring(record.baseUrl) .. " " .. tostring(record.monitor)
+      end
+    end
+    table.sort(parts)
+    local fingerprint = table.concat(parts, "\n")
+    if fingerprint == last then return end
+    local version, err = balancer.publish(dict, list, own_url)
+    if version then
+      last = fingerprint
+    else
+      ngx.log(ngx.ERR, "clustershazbot: cannot publish the members: ", err)
+    end
+  end
+end
 
 -- `opts`: nil to read the SHAZBOT_* environment (pass it with nginx's `env` directive), or a
 -- table of options; `library`: the path of libclustershazbot.so, if it is neither beside the
--- installed clustershazbot/ffi.lua (P/lib) nor on the linker's path.
-function M.init_worker(opts, library)
+-- installed clustershazbot/ffi.lua (P/lib) nor on the linker's path; `members_dict`: the name
+-- of a lua_shared_dict to publish the members into (nil: none), this node itself left out.
+function M.init_worker(opts, library, members_dict)
+  if members_dict and not ngx.shared[members_dict] then
+    ngx.log(ngx.ALERT, "clustershazbot: no lua_shared_dict named ", members_dict)
+    members_dict = nil
+  end
   if ngx.worker.id() ~= 0 then return end
   local shazbot = require "clustershazbot.ffi"
   if library then shazbot = shazbot.open(library) end
@@ -32,6 +74,9 @@ function M.init_worker(opts, library)
     return
   end
   M.node = node
+  local publish = members_dict and members_publisher(node, ngx.shared[members_dict],
+    opts and opts.base_url or os.getenv("SHAZBOT_BASE_URL"),
+    opts and opts.control_secret or os.getenv("SHAZBOT_CONTROL_SECRET"))
 
   local function drive(premature)
     if premature then
@@ -40,6 +85,7 @@ function M.init_worker(opts, library)
       return
     end
     node:step(0)
+    if publish then publish() end
   end
 
   local patience_ends = ngx.now() + LISTEN_PATIENCE_SECONDS
