@@ -251,8 +251,8 @@ static void write_value(buf *out, const field *f, const json_payload *j) {
         buf_add_str(out, j->info->running ? "true" : "false");
         return;
     case VALUE_PLANNED:
-        /* To the millisecond: the engine's clock counts no finer. */
-        if (j->info->shutdown_planned) buf_printf(out, "%.3f", j->info->planned_shutdown_in);
+        /* Given to the millisecond (requests.c): 15 digits write it as it is, as Lua does. */
+        if (j->info->shutdown_planned) buf_printf(out, "%.15g", j->info->planned_shutdown_in);
         else buf_add_str(out, "null");
         return;
     case VALUE_FIGURE: {

@@ -6,6 +6,7 @@
 #include "metrics.h"
 #include "secret.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -151,7 +152,8 @@ int requests_happy(engine *e, const char *auth, bool quick, buf *out) {
     if (e->state == NODE_STOPPING) {
         double left = (double)(e->shutdown.planned_end_ms - engine_now(e)) / 1000;
         info.shutdown_planned = true;
-        info.planned_shutdown_in = left > 0 ? left : 0;
+        /* To the millisecond: the engine's clock counts no finer. */
+        info.planned_shutdown_in = left > 0 ? round(left * 1000) / 1000 : 0;
     }
     stats_figures(e, &info);
     policy_health_checks(e->pol, &info, &info.check_failures, &info.check_failure_count);
