@@ -338,6 +338,7 @@ static int64_t verdict_stamp(engine *e) {
  * false when it was not an online peer. */
 static bool give_verdict(engine *e, const char *url) {
     if (!membership_mark_offline(e->m, url, strlen(url), verdict_stamp(e))) return false;
+    e->metrics.verdicts++;
     log_info(e->cfg.log_level, "peer %s failed twice: now offline", url);
     if (e->observer.peer_failed) e->observer.peer_failed(e->observer.ctx, url);
     push_verdict(e);

@@ -98,6 +98,8 @@ static void write_state(buf *out, const engine *e) {
     sample(out, "dropped_records_total", "", ms->stats.dropped_over_limit);
     family(out, "refutations_total", "counter", "Claims that this node was offline, refuted by refreshing its record.");
     sample(out, "refutations_total", "", ms->stats.refutations);
+    family(out, "peers_failed_total", "counter", "Peers this node moved offline after their transfers failed twice.");
+    sample(out, "peers_failed_total", "", e->metrics.verdicts);
     family(out, "offline_claims_total", "counter",
            "Other nodes' claims that an online peer is offline: held to be confirmed, then refuted by the peer "
            "or confirmed.");

@@ -153,6 +153,7 @@ typedef struct node_metrics {
     uint64_t master_list_fetches[2];           /* failed, ok */
     uint64_t announcements[ANNOUNCE_RESULTS];
     uint64_t announce_conflicts;               /* 412 answers, merged and written again */
+    uint64_t verdicts;                         /* peers moved offline after failing twice */
 } node_metrics;
 
 /* Who wants to know what the engine decided, besides its state (the simulator counts verdicts
