@@ -1,5 +1,6 @@
 -- End to end: a real Prometheus server (Debian's prometheus package) scrapes /metrics of a
--- real 3-node cluster every second, and its HTTP API answers the members-by-status query
+-- real 3-node cluster every second (with the nodes' HAPPY_SECRET, as its authorization sends it),
+-- and its HTTP API answers the members-by-status query
 -- with the right numbers: 3 online at each node, then, after one node is killed, 2 online and
 -- 1 offline at each of the two left, and the killed one's target down.
 --
@@ -50,11 +51,13 @@ describe("a real Prometheus server", function()
     local store = cluster.start_store(dir)
     local nodes, targets = {}, {}
     for i = 1, 3 do
-      nodes[i] = cluster.start_node(store, { SHAZBOT_LOG_LEVEL = "warn" })
+      -- /metrics under a secret, as Prometheus's authorization sends it ("Bearer <credentials>").
+      nodes[i] = cluster.start_node(store, { SHAZBOT_LOG_LEVEL = "warn", HAPPY_SECRET = "Bearer scrape-secret" })
       nodes[i].instance = "127.0.0.1:" .. nodes[i].port
       targets[i] = "'" .. nodes[i].instance .. "'"
     end
     cluster.wait_until(30, "the cluster to converge", function() return cluster.converged(nodes) end)
+    assert.are.equal(401, (cluster.request("GET", nodes[1].url .. "metrics")))
 
     local port = cluster.free_port()
     local config = dir .. "/prometheus.yml"
@@ -66,6 +69,7 @@ global:
   evaluation_interval: 1s
 scrape_configs:
   - job_name: clustershazbot
+    authorization: { credentials: scrape-secret }
     static_configs:
       - targets: [%s]
 ]], table.concat(targets, ", ")))
