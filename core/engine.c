@@ -29,7 +29,13 @@ static void stop(engine *e, engine_timer *t) { e->clock.timer_stop(e->clock.ctx,
 
 /* `done` is called with `arg`, the engine itself but where a callback needs more. */
 static bool start_transfer_with(engine *e, const transfer_request *req, transfer_done_fn done, void *arg) {
-    return e->transport.start(e->transport.ctx, req, done, arg);
+    bool started = e->transport.start(e->transport.ctx, req, done, arg);
+    if (started) {
+        size_t len;
+        transfer_request_body(req, &len);
+        e->metrics.bytes_sent += len;
+    }
+    return started;
 }
 
 static bool start_transfer(engine *e, const transfer_request *req, transfer_done_fn done) {
@@ -37,6 +43,14 @@ static bool start_transfer(engine *e, const transfer_request *req, transfer_done
 }
 
 static bool answer_ok(const transfer_result *r) { return r->ok && r->status >= 200 && r->status < 300; }
+
+/* Every answer (or failure) of a transfer of ours is counted here, first thing in its
+ * callback, for /metrics. */
+static void count_transfer(engine *e, transfer_kind kind, const transfer_result *r) {
+    transfer_outcome o = answer_ok(r) ? OUTCOME_OK : r->ok || r->too_large ? OUTCOME_STATUS : OUTCOME_FAILED;
+    e->metrics.transfers[kind][o]++;
+    e->metrics.bytes_received += r->body_len;
+}
 
 /* Parses an answer as `kind` and merges it; false if it is not one. */
 static bool merge_answer(engine *e, const transfer_result *r, wire_kind kind, const char *from) {
@@ -185,6 +199,7 @@ static bool fanout_ended(node_fanout *f) {
 
 static void on_bootstrap_answer(void *arg, const transfer_result *r) {
     engine *e = arg;
+    count_transfer(e, TRANSFER_BOOTSTRAP, r);
     merge_answer(e, r, WIRE_GOSSIP, "bootstrap gossip");
     node_fanout *f = &e->bootstrap.fanout;
     fanout_answered(e, f, on_bootstrap_answer);
@@ -197,8 +212,11 @@ static void fetch_master_list(engine *e);
 
 static void on_master_list(void *arg, const transfer_result *r) {
     engine *e = arg;
+    count_transfer(e, TRANSFER_MASTER_LIST, r);
     if (e->state != NODE_RUNNING) return;
-    if (!merge_answer(e, r, WIRE_LIST, "master list")) {
+    bool loaded = merge_answer(e, r, WIRE_LIST, "master list");
+    e->metrics.master_list_fetches[loaded]++;
+    if (!loaded) {
         log_warn(e->cfg.log_level, "master list %s unavailable (%s); retrying in %.0f s", e->cfg.master_list,
                  r->ok ? "bad answer" : r->error, e->bootstrap.backoff);
         engine_arm(e, e->bootstrap.retry_timer, e->bootstrap.backoff);
@@ -234,6 +252,20 @@ static void end_round_then(engine *e, bool at_once) {
 }
 
 static void end_round(engine *e) { end_round_then(e, false); }
+
+/* A round (or a round's transfers) came to `result`: counted, with its duration. */
+static void round_over(engine *e, round_result result) {
+    node_metrics *m = &e->metrics;
+    m->rounds[result]++;
+    if (result == ROUND_NO_PEER) return;
+    static const double bounds[ROUND_BUCKETS] = ROUND_BUCKET_BOUNDS;
+    double seconds = (double)(engine_now(e) - m->round_started_ms) / 1000;
+    if (seconds < 0) seconds = 0; /* the wall clock stepped back */
+    int b = 0;
+    while (b < ROUND_BUCKETS && seconds > bounds[b]) b++;
+    m->round_buckets[b]++;
+    m->round_seconds += seconds;
+}
 
 static void on_round_answer(void *arg, const transfer_result *r);
 
@@ -272,7 +304,10 @@ static bool heard_of_lately(engine *e, const char *url) {
  * not a storm. */
 #define ENGINE_VERDICT_PUSH 2
 
-static void on_push_answer(void *arg, const transfer_result *r) { merge_answer(arg, r, WIRE_GOSSIP, "verdict push"); }
+static void on_push_answer(void *arg, const transfer_result *r) {
+    count_transfer(arg, TRANSFER_PUSH, r);
+    merge_answer(arg, r, WIRE_GOSSIP, "verdict push");
+}
 
 static void push_verdict(engine *e) {
     int64_t now = engine_now(e);
@@ -304,6 +339,7 @@ static int64_t verdict_stamp(engine *e) {
  * false when it was not an online peer. */
 static bool give_verdict(engine *e, const char *url) {
     if (!membership_mark_offline(e->m, url, strlen(url), verdict_stamp(e))) return false;
+    e->metrics.verdicts++;
     log_info(e->cfg.log_level, "peer %s failed twice: now offline", url);
     if (e->observer.peer_failed) e->observer.peer_failed(e->observer.ctx, url);
     push_verdict(e);
@@ -314,18 +350,22 @@ static void watch_spared(engine *e, const char *url);
 
 static void on_round_answer(void *arg, const transfer_result *r) {
     engine *e = arg;
+    count_transfer(e, e->round.retried ? TRANSFER_RETRY : TRANSFER_ROUND, r);
     if (!e->round.peer) return;
     if (merge_answer(e, r, WIRE_GOSSIP, e->round.peer)) {
+        round_over(e, e->round.retried ? ROUND_RETRIED_OK : ROUND_OK);
         end_round(e);
         return;
     }
     if (e->state != NODE_RUNNING) {
+        round_over(e, ROUND_ABORTED);
         end_round(e);
         return;
     }
     if (refused_for_size(r)) {
         log_warn(e->cfg.log_level, "peer %s is alive but %s: not moved offline", e->round.peer,
                  r->ok ? "refused our state as too large (413)" : "answered more than SHAZBOT_MAX_BODY");
+        round_over(e, ROUND_TOO_LARGE);
         end_round(e);
         return;
     }
@@ -336,10 +376,16 @@ static void on_round_answer(void *arg, const transfer_result *r) {
         return;
     }
     if (heard_of_lately(e, e->round.peer)) {
+        round_over(e, ROUND_SPARED);
         e->round.spared++;
         log_debug(e->cfg.log_level, "peer %s failed twice but others heard from it lately: still online", e->round.peer);
         watch_spared(e, e->round.peer);
-    } else if (give_verdict(e, e->round.peer)) {
+        end_round(e);
+        return;
+    }
+    /* Counted as a verdict even when the peer had gone offline meanwhile (by news). */
+    round_over(e, ROUND_OFFLINE);
+    if (give_verdict(e, e->round.peer)) {
         /* The round went to a dead peer and took the timeouts and the retry: the next one
          * goes at once, to a live peer, and carries the verdict on a round early. A verdict
          * takes an online peer away, so this cannot repeat without end. */
@@ -425,6 +471,7 @@ static void on_confirm_answer(void *arg, const transfer_result *r) {
     node_confirm *slot = arg;
     engine *e = slot->e;
     if (!e) return; /* released: the engine is gone */
+    count_transfer(e, TRANSFER_CONFIRM, r);
     e->confirms.answering = slot->peer;
     bool answered = merge_answer(e, r, WIRE_GOSSIP, slot->peer);
     e->confirms.answering = NULL;
@@ -468,6 +515,7 @@ static void ask_confirmations(engine *e) {
  * record, which it refutes. A probe that fails changes nothing. */
 static void on_probe_answer(void *arg, const transfer_result *r) {
     engine *e = arg;
+    count_transfer(e, TRANSFER_PROBE, r);
     if (merge_answer(e, r, WIRE_GOSSIP, e->probe.peer ? e->probe.peer : "probe"))
         log_info(e->cfg.log_level, "offline peer %s answered a probe", e->probe.peer);
     free(e->probe.peer);
@@ -497,16 +545,19 @@ static void on_gossip_timer(void *arg) {
     probe_offline_peer(e);
     const member *peer = policy_gossip_target(e->pol, e->m);
     if (!peer || !(e->round.peer = strdup(peer->base_url))) {
+        round_over(e, ROUND_NO_PEER);
         end_round(e);
         return;
     }
+    e->metrics.round_started_ms = now;
     e->round.retried = false;
     send_round(e);
 }
 
 /* ---- master-list announcements ---------------------------------------------------------- */
 
-static void end_announcement(engine *e) {
+static void end_announcement(engine *e, announce_result result) {
+    e->metrics.announcements[result]++;
     e->announcer.busy = false;
     if (e->state == NODE_RUNNING)
         engine_arm(e, e->announcer.timer,
@@ -517,23 +568,26 @@ static void end_announcement(engine *e) {
 
 static void on_announce_put(void *arg, const transfer_result *r) {
     engine *e = arg;
+    count_transfer(e, TRANSFER_ANNOUNCE, r);
     if (r->ok && r->status == 412 && ++e->announcer.conflicts < ENGINE_ANNOUNCE_MAX_CONFLICTS) {
         /* The list changed since we read it: read, merge and write again. */
+        e->metrics.announce_conflicts++;
         log_debug(e->cfg.log_level, "master list changed during the announcement; merging again");
         announce(e);
         return;
     }
     if (answer_ok(r)) log_debug(e->cfg.log_level, "master list announced");
     else log_warn(e->cfg.log_level, "master list upload failed: %s", r->ok ? "non-2xx answer" : r->error);
-    end_announcement(e);
+    end_announcement(e, answer_ok(r) ? ANNOUNCE_OK : ANNOUNCE_FAILED);
 }
 
 static void on_announce_get(void *arg, const transfer_result *r) {
     engine *e = arg;
+    count_transfer(e, TRANSFER_ANNOUNCE, r);
     /* Uploading without having read the list would throw away every entry we do not know. */
     if (!merge_answer(e, r, WIRE_LIST, "master list")) {
         log_warn(e->cfg.log_level, "announcement skipped: master list unavailable (%s)", r->ok ? "bad answer" : r->error);
-        end_announcement(e);
+        end_announcement(e, ANNOUNCE_SKIPPED);
         return;
     }
     membership_refresh_self(e->m, engine_now(e));
@@ -545,13 +599,13 @@ static void on_announce_get(void *arg, const transfer_result *r) {
                             .timeout_ms = ENGINE_MASTER_LIST_TIMEOUT_MS};
     bool started = !body.failed && start_transfer(e, &req, on_announce_put);
     buf_free(&body);
-    if (!started) end_announcement(e);
+    if (!started) end_announcement(e, ANNOUNCE_FAILED);
 }
 
 static void announce(engine *e) {
     e->announcer.busy = true;
     transfer_request req = {.method = "GET", .url = e->cfg.master_list, .timeout_ms = ENGINE_MASTER_LIST_TIMEOUT_MS};
-    if (!start_transfer(e, &req, on_announce_get)) end_announcement(e);
+    if (!start_transfer(e, &req, on_announce_get)) end_announcement(e, ANNOUNCE_SKIPPED);
 }
 
 static void on_announce_timer(void *arg) {
@@ -689,6 +743,7 @@ static void check_goodbyes(engine *e) {
 
 static void on_goodbye_answer(void *arg, const transfer_result *r) {
     engine *e = arg;
+    count_transfer(e, TRANSFER_SHUTDOWN, r);
     merge_answer(e, r, WIRE_GOSSIP, "shutdown gossip");
     fanout_answered(e, &e->shutdown.fanout, on_goodbye_answer);
     check_goodbyes(e);
@@ -716,12 +771,18 @@ int engine_shutdown(engine *e, void (*done)(void *), void *arg) {
     e->shutdown.done = done;
     e->shutdown.done_arg = arg;
     stop_timers(e);
+    if (e->round.peer) round_over(e, ROUND_ABORTED);
     free(e->round.peer);
     e->round.peer = NULL;
     /* A hello still waiting its turn must not follow the goodbye. */
     fanout_close(&e->bootstrap.fanout);
     membership_set_self_online(e->m, false, engine_now(e));
     int64_t ends_ms = engine_now(e) + (int64_t)(ENGINE_SHUTDOWN_FANOUT_SECONDS * 1000);
+    /* The goodbyes' deadline, or the whole shutdown's when the master list is uploaded after
+     * them: what /happy counts down (plannedShutdownIn). */
+    e->shutdown.planned_end_ms = e->cfg.update_master_list_on_shutdown
+                                     ? engine_now(e) + (int64_t)(ENGINE_SHUTDOWN_TOTAL_SECONDS * 1000)
+                                     : ends_ms;
     size_t n = fanout_begin(e, &e->shutdown.fanout, TARGETS_SHUTDOWN, ends_ms, on_goodbye_answer);
     log_info(e->cfg.log_level, "shutting down: goodbye to %zu peers", n);
     engine_arm(e, e->shutdown.deadline, ENGINE_SHUTDOWN_FANOUT_SECONDS);

@@ -5,6 +5,7 @@
  * health hook's info table, one into JSON, taking them from health_info. */
 #include "happy.h"
 
+#include "policy.h"
 #include "wire.h"
 
 #include <lauxlib.h>
@@ -12,7 +13,7 @@
 #include <math.h>
 #include <stddef.h>
 
-#define ENTRY_NAME "clustershazbot" /* our entry in extensions */
+#define ENTRY_NAME HAPPY_ENTRY_NAME /* our entry in extensions, and our quick check */
 
 /* Why our entry is not "ok" when no health hook could answer; and when an info (of a user's
  * hook) says the engine is not running without saying why. */
@@ -28,6 +29,8 @@ typedef enum {
     SKIPPED_ENTRIES,
     REFUTATIONS,
     POLICY_FAILURES,
+    MEMBERS_ONLINE,
+    MEMBERS_OFFLINE,
     FIGURE_COUNT
 } figure_id;
 
@@ -43,6 +46,8 @@ static const struct {
     [SKIPPED_ENTRIES] = {"skippedEntries", offsetof(health_info, skipped_entries), true},
     [REFUTATIONS] = {"refutations", offsetof(health_info, refutations), true},
     [POLICY_FAILURES] = {"policyFailures", offsetof(health_info, policy_failures), true},
+    [MEMBERS_ONLINE] = {"membersOnline", offsetof(health_info, members_online), true},
+    [MEMBERS_OFFLINE] = {"membersOffline", offsetof(health_info, members_offline), true},
 };
 
 static double figure_value(const health_info *info, figure_id f) {
@@ -52,9 +57,10 @@ static double figure_value(const health_info *info, figure_id f) {
 
 typedef enum {
     VALUE_RUNNING,    /* boolean: the node is part of its cluster */
-    VALUE_NULL,       /* null: this engine never plans a shutdown ahead */
+    VALUE_PLANNED,    /* seconds until the node will have stopped while it leaves, else null */
     VALUE_FIGURE,     /* a number of health_info */
-    VALUE_FAILURES,   /* how many extensions are not "ok"; ours is the only one */
+    VALUE_FAILURES,   /* the names of the quick checks that failed: ours, then the policy's */
+    VALUE_TRACKED,    /* { membersOnline, membersOffline } */
     VALUE_EXTENSIONS, /* { clustershazbot = our entry } */
     VALUE_STATUS,     /* our entry's: "ok" or "error" */
     VALUE_ERROR,      /* why not "ok" */
@@ -77,15 +83,23 @@ typedef struct field {
     figure_id figure; /* of VALUE_FIGURE */
 } field;
 
+/* The fallback has every field of the hook's payload: a dashboard reads both alike. */
+#define IN_FULL (IN_HOOK | IN_FALLBACK)
 static const field payload_fields[] = {
-    {"running", VALUE_RUNNING, .in = IN_HOOK | IN_FALLBACK},
-    {"plannedShutdownIn", VALUE_NULL, .in = IN_HOOK},
-    {"currentReqPerSec", VALUE_FIGURE, .in = IN_HOOK | IN_QUICK, .figure = REQ_PER_SEC},
-    {"currentReqPerMin", VALUE_FIGURE, .in = IN_HOOK | IN_QUICK, .figure = REQ_PER_MIN},
-    {"currentFailsPerMin", VALUE_FIGURE, .in = IN_HOOK | IN_QUICK, .figure = FAILS_PER_MIN},
-    {"currentErrPerMin", VALUE_FIGURE, .in = IN_HOOK | IN_QUICK, .figure = ERR_PER_MIN},
-    {"extensionFailures", VALUE_FAILURES, .in = IN_HOOK | IN_FALLBACK | IN_QUICK},
-    {"extensions", VALUE_EXTENSIONS, .in = IN_HOOK | IN_FALLBACK},
+    {"running", VALUE_RUNNING, .in = IN_FULL},
+    {"plannedShutdownIn", VALUE_PLANNED, .in = IN_FULL},
+    {"currentReqPerSec", VALUE_FIGURE, .in = IN_FULL | IN_QUICK, .figure = REQ_PER_SEC},
+    {"currentReqPerMin", VALUE_FIGURE, .in = IN_FULL | IN_QUICK, .figure = REQ_PER_MIN},
+    {"currentFailsPerMin", VALUE_FIGURE, .in = IN_FULL | IN_QUICK, .figure = FAILS_PER_MIN},
+    {"currentErrPerMin", VALUE_FIGURE, .in = IN_FULL | IN_QUICK, .figure = ERR_PER_MIN},
+    {"extensionFailures", VALUE_FAILURES, .in = IN_FULL | IN_QUICK},
+    {"trackedValues", VALUE_TRACKED, .in = IN_FULL | IN_QUICK},
+    {"extensions", VALUE_EXTENSIONS, .in = IN_FULL},
+};
+
+static const field tracked_fields[] = {
+    {"membersOnline", VALUE_FIGURE, .in = IN_FULL | IN_QUICK, .figure = MEMBERS_ONLINE},
+    {"membersOffline", VALUE_FIGURE, .in = IN_FULL | IN_QUICK, .figure = MEMBERS_OFFLINE},
 };
 
 static const field entry_fields[] = {
@@ -100,7 +114,6 @@ static const field entry_fields[] = {
 #define FIELD_COUNT(fields) (sizeof fields / sizeof *fields)
 
 static const char *status_name(bool ok) { return ok ? "ok" : "error"; }
-static int extension_failures(bool ok) { return ok ? 0 : 1; }
 static unsigned entry_form(bool ok) { return ok ? IN_OK_ENTRY : IN_ERROR_ENTRY; }
 
 /* ---- as a Lua table, from the hook's info ------------------------------------------------ */
@@ -125,6 +138,17 @@ void happy_push_info(lua_State *L, const health_info *info, happy_push_records_f
         else lua_pushnumber(L, v);
         lua_setfield(L, -2, figures[f].info_name);
     }
+    if (info->shutdown_planned) {
+        lua_pushnumber(L, info->planned_shutdown_in);
+        lua_setfield(L, -2, "plannedShutdownIn");
+    }
+    lua_createtable(L, (int)info->check_failure_count, 0);
+    for (size_t i = 0; i < info->check_failure_count; i++) {
+        lua_pushstring(L, info->check_failures[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    policy_mark_array(L);
+    lua_setfield(L, -2, "checkFailures");
 }
 
 enum { INFO = 1 }; /* the info's stack index in happy_lua_payload */
@@ -136,14 +160,36 @@ static void push_value(lua_State *L, const field *f, bool ok) {
     case VALUE_RUNNING:
         lua_getfield(L, INFO, "running");
         return;
-    case VALUE_NULL:
-        lua_pushlightuserdata(L, NULL); /* core.null */
+    case VALUE_PLANNED:
+        if (lua_getfield(L, INFO, "plannedShutdownIn") == LUA_TNIL) {
+            lua_pop(L, 1);
+            lua_pushlightuserdata(L, NULL); /* core.null */
+        }
         return;
     case VALUE_FIGURE:
         lua_getfield(L, INFO, figures[f->figure].info_name);
         return;
-    case VALUE_FAILURES:
-        lua_pushinteger(L, extension_failures(ok));
+    case VALUE_FAILURES: {
+        lua_newtable(L);
+        lua_Integer n = 0;
+        if (!ok) {
+            lua_pushstring(L, ENTRY_NAME);
+            lua_rawseti(L, -2, ++n);
+        }
+        /* The info's checkFailures, as a user's hook may have left them: its strings only. */
+        if (lua_getfield(L, INFO, "checkFailures") == LUA_TTABLE) {
+            lua_Integer count = (lua_Integer)lua_rawlen(L, -1);
+            for (lua_Integer i = 1; i <= count; i++) {
+                if (lua_rawgeti(L, -1, i) == LUA_TSTRING) lua_rawseti(L, -3, ++n);
+                else lua_pop(L, 1);
+            }
+        }
+        lua_pop(L, 1);
+        policy_mark_array(L);
+        return;
+    }
+    case VALUE_TRACKED:
+        push_object(L, tracked_fields, FIELD_COUNT(tracked_fields), IN_FULL, ok);
         return;
     case VALUE_EXTENSIONS:
         lua_createtable(L, 0, 1);
@@ -204,8 +250,10 @@ static void write_value(buf *out, const field *f, const json_payload *j) {
     case VALUE_RUNNING:
         buf_add_str(out, j->info->running ? "true" : "false");
         return;
-    case VALUE_NULL:
-        buf_add_str(out, "null");
+    case VALUE_PLANNED:
+        /* Given to the millisecond (requests.c): 15 digits write it as it is, as Lua does. */
+        if (j->info->shutdown_planned) buf_printf(out, "%.15g", j->info->planned_shutdown_in);
+        else buf_add_str(out, "null");
         return;
     case VALUE_FIGURE: {
         /* Whole numbers as integers, as the hook's payload has them. */
@@ -213,8 +261,23 @@ static void write_value(buf *out, const field *f, const json_payload *j) {
         buf_printf(out, floor(v) == v ? "%.0f" : "%.17g", v);
         return;
     }
-    case VALUE_FAILURES:
-        buf_printf(out, "%d", extension_failures(j->ok));
+    case VALUE_FAILURES: {
+        buf_add_str(out, "[");
+        const char *separator = "";
+        if (!j->ok) {
+            wire_write_string(out, ENTRY_NAME);
+            separator = ",";
+        }
+        for (size_t i = 0; i < j->info->check_failure_count; i++) {
+            buf_add_str(out, separator);
+            separator = ",";
+            wire_write_string(out, j->info->check_failures[i]);
+        }
+        buf_add_str(out, "]");
+        return;
+    }
+    case VALUE_TRACKED:
+        write_object(out, tracked_fields, FIELD_COUNT(tracked_fields), IN_FULL, j);
         return;
     case VALUE_EXTENSIONS:
         buf_add_str(out, "{\"" ENTRY_NAME "\":");

@@ -5,17 +5,19 @@
 
 #include "engine.h"
 #include "http_server.h"
+#include "metrics.h"
 #include "requests.h"
 
 #include <event2/http.h>
 #include <stdio.h>
 #include <string.h>
 
-typedef enum { ROUTE_GOSSIP, ROUTE_LIST, ROUTE_CONTROL, ROUTE_HAPPY, ROUTE_HAPPY_QUICK, ROUTE_NONE } route;
+typedef enum { ROUTE_GOSSIP, ROUTE_LIST, ROUTE_CONTROL, ROUTE_HAPPY, ROUTE_HAPPY_QUICK, ROUTE_METRICS, ROUTE_NONE } route;
 
 static route find_route(const shazbot *node, const char *path) {
     if (strcmp(path, "/happy") == 0) return ROUTE_HAPPY;
     if (strcmp(path, "/happy/quick") == 0) return ROUTE_HAPPY_QUICK;
+    if (strcmp(path, "/metrics") == 0) return ROUTE_METRICS; /* at the root, where Prometheus looks */
     const char *base_path = node->listener.base_path;
     size_t prefix = strlen(base_path);
     if (strncmp(path, base_path, prefix) != 0) return ROUTE_NONE;
@@ -143,6 +145,11 @@ static void on_request(struct evhttp_request *req, void *arg) {
     case ROUTE_CONTROL: status = requests_control(&node->e, auth, body.chunks, body.count, out); break;
     case ROUTE_LIST: answer_list(node, req, auth); return;
     case ROUTE_HAPPY: status = requests_happy(&node->e, auth, false, out); break;
+    case ROUTE_METRICS:
+        status = requests_metrics(&node->e, auth, out);
+        if (status == 200)
+            evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", METRICS_CONTENT_TYPE);
+        break;
     default: status = requests_happy(&node->e, auth, true, out); break;
     }
     if (post) http_body_free(&body);

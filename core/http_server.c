@@ -75,7 +75,8 @@ static void send_answer(http_server *s, struct evhttp_request *req, int status, 
                         codec_kind coding) {
     count(s, status);
     struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
-    evhttp_add_header(headers, "Content-Type", "application/json");
+    /* JSON unless the handler said otherwise (/metrics is text). */
+    if (!evhttp_find_header(headers, "Content-Type")) evhttp_add_header(headers, "Content-Type", "application/json");
     if (coding != CODEC_IDENTITY) evhttp_add_header(headers, "Content-Encoding", codec_name(coding));
     enum evhttp_cmd_type method = evhttp_request_get_command(req);
     if (method == EVHTTP_REQ_GET || method == EVHTTP_REQ_HEAD) evhttp_add_header(headers, "Vary", "Accept-Encoding");

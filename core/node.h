@@ -91,16 +91,71 @@ typedef struct node_shutdown {
     engine_timer *deadline;
     node_fanout fanout; /* the goodbyes */
     bool goodbyes_done, announced;
+    int64_t planned_end_ms; /* when the node will have stopped, at the latest (/happy) */
     void (*done)(void *);
     void *done_arg;
 } node_shutdown;
 
-/* Answers per second over the last minute, for the happy-style figures. */
-#define STATS_SECONDS 60
+/* Answers per second over the last four minutes, for the happy-style figures (the mean of
+ * the last 10 complete seconds, and of the last 3 complete minutes: requests.c), and every
+ * answer since the start by class, for /metrics. */
+#define STATS_SECONDS 240
 typedef struct node_stats {
     int64_t second[STATS_SECONDS]; /* which epoch second each slot counts */
     uint32_t requests[STATS_SECONDS], fails[STATS_SECONDS], errors[STATS_SECONDS];
+    uint64_t answered[6]; /* by status / 100 (1xx to 5xx; 0: any other) */
 } node_stats;
+
+/* What the engine counts for /metrics (metrics.c writes them). Each is a counter since the
+ * engine was made, bumped where the engine decides: nothing here costs more than an add. */
+
+/* The transfers this node starts, by what they are for. */
+typedef enum {
+    TRANSFER_ROUND,       /* a gossip round's first try */
+    TRANSFER_RETRY,       /* its one retry */
+    TRANSFER_PROBE,       /* our state to an offline peer */
+    TRANSFER_CONFIRM,     /* asking a peer claimed offline */
+    TRANSFER_PUSH,        /* a verdict pushed to more peers */
+    TRANSFER_BOOTSTRAP,   /* the hello after the master list */
+    TRANSFER_SHUTDOWN,    /* the goodbyes */
+    TRANSFER_MASTER_LIST, /* the master list's first download */
+    TRANSFER_ANNOUNCE,    /* an announcement's GET or PUT */
+    TRANSFER_KINDS
+} transfer_kind;
+
+/* How a transfer ended: a 2xx answer; another status or an answer over the limit; no answer. */
+typedef enum { OUTCOME_OK, OUTCOME_STATUS, OUTCOME_FAILED, OUTCOME_KINDS } transfer_outcome;
+
+/* How a gossip round ended. */
+typedef enum {
+    ROUND_OK,          /* answered at the first try */
+    ROUND_RETRIED_OK,  /* answered at the retry */
+    ROUND_TOO_LARGE,   /* alive, but the states are too large for one of the two */
+    ROUND_SPARED,      /* failed twice, kept online: others heard from the peer lately */
+    ROUND_OFFLINE,     /* failed twice: the peer moved offline */
+    ROUND_NO_PEER,     /* no online peer to talk to */
+    ROUND_ABORTED,     /* the node left meanwhile */
+    ROUND_RESULTS
+} round_result;
+
+/* Upper bounds of the round duration histogram, in seconds; a last bucket, +Inf, beyond. */
+#define ROUND_BUCKETS 11
+#define ROUND_BUCKET_BOUNDS {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+
+typedef enum { ANNOUNCE_OK, ANNOUNCE_SKIPPED, ANNOUNCE_FAILED, ANNOUNCE_RESULTS } announce_result;
+
+typedef struct node_metrics {
+    uint64_t transfers[TRANSFER_KINDS][OUTCOME_KINDS];
+    uint64_t bytes_sent, bytes_received; /* bodies of our transfers, plain (before coding) */
+    uint64_t rounds[ROUND_RESULTS];
+    uint64_t round_buckets[ROUND_BUCKETS + 1]; /* not cumulative: metrics.c adds them up */
+    double round_seconds;                      /* the histogram's sum */
+    int64_t round_started_ms;                  /* of the round under way */
+    uint64_t master_list_fetches[2];           /* failed, ok */
+    uint64_t announcements[ANNOUNCE_RESULTS];
+    uint64_t announce_conflicts;               /* 412 answers, merged and written again */
+    uint64_t verdicts;                         /* peers moved offline after failing twice */
+} node_metrics;
 
 /* Who wants to know what the engine decided, besides its state (the simulator counts verdicts
  * here). Called synchronously; must not call back into the engine. */
@@ -124,6 +179,7 @@ typedef struct engine {
     node_announcer announcer;
     node_shutdown shutdown;
     node_stats stats;
+    node_metrics metrics;
     engine_observer observer;
 } engine;
 

@@ -23,6 +23,7 @@ struct policy {
     int default_ref; /* the default policy table */
     int user_ref;    /* the user's table, or LUA_NOREF */
     uint64_t failures;
+    uint64_t hook_failures[POLICY_HOOKS]; /* the same, by policy_hook_names */
     log_level log_limit; /* the node's SHAZBOT_LOG_LEVEL (policy_set_log_level) */
 };
 
@@ -46,6 +47,11 @@ static int core_array(lua_State *L) {
     push_array_mt(L);
     lua_setmetatable(L, 1);
     return 1;
+}
+
+void policy_mark_array(lua_State *L) {
+    push_array_mt(L);
+    lua_setmetatable(L, -2);
 }
 
 int policy_open_core(lua_State *L) {
@@ -173,12 +179,26 @@ void policy_free(policy *p) {
 
 uint64_t policy_failures(const policy *p) { return p->failures; }
 
+const char *const policy_hook_names[POLICY_HOOKS] = {
+    "gossip_target", "probe_target",  "bootstrap_targets", "shutdown_targets", "gossip_delay",
+    "announce_delay", "health", "health_checks", "other",
+};
+
+uint64_t policy_hook_failures(const policy *p, size_t hook) { return hook < POLICY_HOOKS ? p->hook_failures[hook] : 0; }
+
+static size_t hook_index(const char *name) {
+    size_t i = 0;
+    while (i < POLICY_HOOKS - 1 && strcmp(policy_hook_names[i], name) != 0) i++;
+    return i;
+}
+
 bool policy_in_call(const policy *p) { return sandbox_in_call(p->box); }
 
 /* ---- calling hooks ------------------------------------------------------------------------ */
 
 static void count_failure(policy *p, const char *name, bool user, const char *why) {
     p->failures++;
+    p->hook_failures[hook_index(name)]++;
     log_warn(p->log_limit, "policy hook %s (%s) failed: %s; the default decides this time", name,
              user ? (sandbox_is_hosted(p->box) ? "host's function" : "user script") : "default", why);
 }
@@ -594,4 +614,73 @@ void policy_health(policy *p, const health_info *info, buf *out) {
         happy_write_fallback(out, &h.info);
     }
     buf_free(&h.json);
+}
+
+/* ---- the quick checks ------------------------------------------------------------------------ */
+
+/* At most this many failed checks are named: /happy stays small whatever a hook answers. */
+#define HEALTH_CHECKS_MAX 64
+
+typedef struct checks_ctx {
+    health_info info; /* without the records */
+    bool called;      /* a health_checks function was found and called */
+    char **names;
+    size_t count;
+} checks_ctx;
+
+static void push_checks_info(policy *p, void *ctx, int *nargs) {
+    checks_ctx *c = ctx;
+    c->called = true;
+    c->info.policy_failures = p->failures;
+    happy_push_info(p->L, &c->info, NULL);
+    *nargs = 1;
+}
+
+static void drop_names(checks_ctx *c) {
+    for (size_t i = 0; i < c->count; i++) free(c->names[i]);
+    free(c->names);
+    c->names = NULL;
+    c->count = 0;
+}
+
+/* { [name] = true } passes; false or a string (why) fails. Runs protected (run_hook): the
+ * iteration may raise (memory), and the names are copied as they are found. */
+static const char *check_checks(policy *p, void *ctx) {
+    checks_ctx *c = ctx;
+    lua_State *L = p->L;
+    drop_names(c);
+    if (!lua_istable(L, -1)) return "returned something other than a table";
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        if (lua_type(L, -2) != LUA_TSTRING) return "returned a table with a key that is not a name";
+        int t = lua_type(L, -1);
+        if (t != LUA_TBOOLEAN && t != LUA_TSTRING) return "returned a check that is neither a boolean nor a string";
+        if (!(t == LUA_TBOOLEAN && lua_toboolean(L, -1)) && c->count < HEALTH_CHECKS_MAX) {
+            if (!c->names && !(c->names = calloc(HEALTH_CHECKS_MAX, sizeof *c->names))) return "out of memory";
+            if (!(c->names[c->count] = strdup(lua_tostring(L, -2)))) return "out of memory";
+            c->count++;
+        }
+        lua_pop(L, 1);
+    }
+    return NULL;
+}
+
+static int compare_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+void policy_health_checks(policy *p, const health_info *info, char ***names, size_t *count) {
+    checks_ctx c = {.info = *info};
+    c.info.m = NULL;
+    if (call_hook(p, "health_checks", push_checks_info, check_checks, &c)) {
+        lua_pop(p->L, 1);
+    } else {
+        drop_names(&c);
+        if (c.called && (c.names = calloc(1, sizeof *c.names)) && !(c.names[0] = strdup("health_checks"))) {
+            free(c.names);
+            c.names = NULL;
+        }
+        if (c.names) c.count = 1;
+    }
+    if (c.count) qsort(c.names, c.count, sizeof *c.names, compare_names);
+    *names = c.names;
+    *count = c.count;
 }

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 typedef struct policy policy;
+typedef struct lua_State lua_State;
 
 /* `script`: path of a user policy or NULL. */
 policy *policy_new(const char *script, char *err, size_t err_len);
@@ -56,14 +57,27 @@ void policy_seed_random(policy *p, uint64_t seed);
 
 uint64_t policy_failures(const policy *p);
 
+/* The hooks by name, for the failures by hook of /metrics; a hook not listed (one added by a
+ * later feature before it is named here) is counted under the last, "other". */
+#define POLICY_HOOKS 9
+extern const char *const policy_hook_names[POLICY_HOOKS];
+uint64_t policy_hook_failures(const policy *p, size_t hook);
+
+/* The policy's quick checks (its health_checks hook, given the health info without the
+ * records): the names of those that failed, sorted, in *names (an array of *count strings,
+ * each to free, then the array; NULL and 0 when none failed). A hook that fails counts as
+ * one failed check, named "health_checks"; a policy without the hook has none. */
+void policy_health_checks(policy *p, const health_info *info, char ***names, size_t *count);
+
+/* Marks the table on top of the stack as a JSON array: an empty one encodes as []. */
+void policy_mark_array(lua_State *L);
+
 
 /* True while one of the policy's hooks runs: a host's hook must not step, shut down or free
  * the node that called it. */
 bool policy_in_call(const policy *p);
 
 /* ---- for Lua hosts (bindings/lua) ---------------------------------------------------------- */
-
-typedef struct lua_State lua_State;
 
 /* A policy whose hooks are the functions of the table at `hooks_index` in the host's state
  * (missing ones: the default's), run on a thread of that state with the same budget, checks

@@ -3,8 +3,10 @@
 #include "requests.h"
 
 #include "engine.h"
+#include "metrics.h"
 #include "secret.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -100,35 +102,74 @@ void requests_count(engine *e, int status) {
     e->stats.requests[slot]++;
     if (status >= 400 && status < 500) e->stats.fails[slot]++;
     if (status >= 500) e->stats.errors[slot]++;
+    e->stats.answered[status >= 100 && status < 600 ? status / 100 : 0]++;
 }
 
-/* Per second: the last complete second. Per minute: the 60 seconds before this one. */
+/* As happy-server has them: per second, the mean over the last 10 complete seconds; per
+ * minute, the mean over the last 3 complete minutes, taken as the 180 complete seconds
+ * before this one (a rolling window, so that the figure moves every second rather than
+ * once a minute). Seconds the node was not up count as none. */
+#define RATE_SECONDS 10
+#define RATE_MINUTES 3
 static void stats_figures(engine *e, health_info *info) {
     const node_stats *s = &e->stats;
     int64_t now = engine_now(e) / 1000;
-    for (int64_t sec = now - STATS_SECONDS; sec < now; sec++) {
+    uint64_t per_sec = 0, requests = 0, fails = 0, errors = 0;
+    for (int64_t sec = now - RATE_MINUTES * 60; sec < now; sec++) {
         int slot = (int)(sec % STATS_SECONDS);
         if (s->second[slot] != sec) continue;
-        info->req_per_min += s->requests[slot];
-        info->fails_per_min += s->fails[slot];
-        info->err_per_min += s->errors[slot];
-        if (sec == now - 1) info->req_per_sec = s->requests[slot];
+        requests += s->requests[slot];
+        fails += s->fails[slot];
+        errors += s->errors[slot];
+        if (sec >= now - RATE_SECONDS) per_sec += s->requests[slot];
     }
+    info->req_per_sec = (double)per_sec / RATE_SECONDS;
+    info->req_per_min = (double)requests / RATE_MINUTES;
+    info->fails_per_min = (double)fails / RATE_MINUTES;
+    info->err_per_min = (double)errors / RATE_MINUTES;
 }
 
-int requests_happy(engine *e, const char *auth, bool quick, buf *out) {
+/* HAPPY_SECRET's rules, for /happy, /happy/quick and /metrics: 0, or the refusal's status. */
+static int happy_refused(engine *e, const char *auth, buf *out) {
     const char *secret = e->cfg.happy_secret;
     bool open = secret && strcmp(secret, "none") == 0;
     if (!open && (!secret || !secret_matches(auth, secret)))
         return error(out, 401, secret ? "wrong or missing HAPPY_SECRET" : "HAPPY_SECRET is not set");
+    return 0;
+}
+
+int requests_happy(engine *e, const char *auth, bool quick, buf *out) {
+    int refused = happy_refused(e, auth, out);
+    if (refused) return refused;
     bool running = engine_serving(e);
     health_info info = {.running = running, .m = running ? e->m : NULL};
     info.error = running ? NULL : e->state == NODE_CREATED ? "engine not started" : "engine stopped";
     info.skipped_entries = e->m->stats.skipped_url + e->m->stats.skipped_time + e->m->stats.skipped_future +
                           e->m->stats.skipped_expired;
     info.refutations = e->m->stats.refutations;
+    info.members_online = e->m->online;
+    info.members_offline = e->m->count - e->m->online;
+    if (e->state == NODE_STOPPING) {
+        double left = (double)(e->shutdown.planned_end_ms - engine_now(e)) / 1000;
+        info.shutdown_planned = true;
+        /* To the millisecond: the engine's clock counts no finer. */
+        info.planned_shutdown_in = left > 0 ? round(left * 1000) / 1000 : 0;
+    }
     stats_figures(e, &info);
+    policy_health_checks(e->pol, &info, &info.check_failures, &info.check_failure_count);
     if (quick) happy_write_quick(out, &info);
     else policy_health(e->pol, &info, out);
+    for (size_t i = 0; i < info.check_failure_count; i++) free(info.check_failures[i]);
+    free(info.check_failures);
+    /* As happy-server: in its last seconds the node says so to whoever still sends it
+     * traffic, with the payload (and its countdown) in the answer. */
+    if (info.shutdown_planned && info.planned_shutdown_in <= HAPPY_SHUTDOWN_REFUSAL_SECONDS) return 503;
+    return 200;
+}
+
+int requests_metrics(engine *e, const char *auth, buf *out) {
+    int refused = happy_refused(e, auth, out);
+    if (refused) return refused;
+    metrics_write(out, e);
     return 200;
 }

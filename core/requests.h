@@ -32,7 +32,11 @@ int requests_list_parts(engine *e, const char *auth, wire_list_parts *parts, buf
 /* The flags of the list a request of `auth` gets: offline records for the control secret only. */
 unsigned requests_list_flags(engine *e, const char *auth);
 int requests_control(engine *e, const char *auth, const wire_chunk *body, size_t chunks, buf *out);
+/* /happy and /happy/quick: 200, or 503 in the last HAPPY_SHUTDOWN_REFUSAL_SECONDS of a
+ * leave (with the payload all the same), or 401 with an error. */
 int requests_happy(engine *e, const char *auth, bool quick, buf *out);
+/* /metrics, in Prometheus's text format (metrics.c), under HAPPY_SECRET's rules as /happy. */
+int requests_metrics(engine *e, const char *auth, buf *out);
 /* Counts one answer of `status` in the per-second figures. */
 void requests_count(engine *e, int status);
 

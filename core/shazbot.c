@@ -211,6 +211,11 @@ void shazbot_happy_request(shazbot *node, const char *auth, int quick, shazbot_r
     respond(node, requests_happy(&node->e, auth, quick != 0, &b), &b, out);
 }
 
+void shazbot_metrics_request(shazbot *node, const char *auth, shazbot_response *out) {
+    buf b = {0};
+    respond(node, requests_metrics(&node->e, auth, &b), &b, out);
+}
+
 void shazbot_response_free(shazbot_response *r) {
     if (!r) return;
     free(r->body);

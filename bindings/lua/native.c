@@ -157,6 +157,12 @@ static int l_happy_request(lua_State *L) {
     return push_response(L, &r);
 }
 
+static int l_metrics_request(lua_State *L) {
+    shazbot_response r;
+    shazbot_metrics_request(check_node(L), luaL_optstring(L, 2, NULL), &r);
+    return push_response(L, &r);
+}
+
 /* server_list(handle, include_offline) -> { online = { record... }, offline = { ... } } */
 static int l_server_list(lua_State *L) {
     shazbot_push_server_list(L, check_node(L), lua_toboolean(L, 2));
@@ -188,6 +194,7 @@ static const luaL_Reg functions[] = {
     {"control_request", l_control_request},
     {"list_request", l_list_request},
     {"happy_request", l_happy_request},
+    {"metrics_request", l_metrics_request},
     {"server_list", l_server_list},
     {"encode", l_encode},
     {NULL, NULL},

@@ -124,6 +124,9 @@ void shazbot_control_request(shazbot *node, const char *auth, const char *body,
                              size_t body_len, shazbot_response *out);
 /* GET /happy (quick = 0) and GET /happy/quick (quick = 1); auth against HAPPY_SECRET. */
 void shazbot_happy_request(shazbot *node, const char *auth, int quick, shazbot_response *out);
+/* GET /metrics: Prometheus text format 0.0.4 (Content-Type "text/plain; version=0.0.4;
+ * charset=utf-8") on 200, a JSON error otherwise; auth against HAPPY_SECRET. */
+void shazbot_metrics_request(shazbot *node, const char *auth, shazbot_response *out);
 
 void shazbot_response_free(shazbot_response *r);
 

@@ -12,7 +12,7 @@
 --   node_free(handle)   start(h) -> ok   shutdown(h) -> ok   is_stopped(h)   is_running(h)
 --   step(h, max_wait) -> ok   listen(h, host, port) -> true | nil, why   run(h) -> ok
 --   gossip_request(h, auth, json) / control_request(h, auth, json) -> answer, status
---   list_request(h, auth) / happy_request(h, auth, quick) -> answer, status
+--   list_request(h, auth) / happy_request(h, auth, quick) / metrics_request(h, auth) -> answer, status
 --   server_list(h, include_offline) -> { online = {...}, offline = {...} }
 --   encode(table) -> json | nil, why
 --   in_hook(h) -> true while a policy hook of the node runs (a host's hook calls back into it)
@@ -196,6 +196,13 @@ function Node:happy_request(auth, quick)
   return b.happy_request(h, auth, quick and true or false)
 end
 
+-- GET /metrics: Prometheus text (a JSON error when refused), status.
+function Node:metrics_request(auth)
+  local h, b, call = handle_of(self, "metrics_request")
+  check_auth(auth, call)
+  return backend_function(b, "metrics_request", call, 2)(h, auth)
+end
+
 function Node:server_list(include_offline)
   local h, b, call = handle_of(self, "server_list")
   return backend_function(b, "server_list", call, 2)(h, include_offline and true or false)
@@ -216,7 +223,7 @@ function facade.module(backend)
   end
 
   for _, name in ipairs({ "start", "gossip_request", "list_request", "control_request", "happy_request",
-                          "server_list", "step", "listen", "run", "is_running" }) do
+                          "metrics_request", "server_list", "step", "listen", "run", "is_running" }) do
     M[name] = function(...)
       local node = default()
       return node[name](node, ...)

@@ -46,6 +46,7 @@ void shazbot_gossip_request(shazbot *node, const char *auth, const char *body, s
 void shazbot_list_request(shazbot *node, const char *auth, shazbot_response *out);
 void shazbot_control_request(shazbot *node, const char *auth, const char *body, size_t body_len, shazbot_response *out);
 void shazbot_happy_request(shazbot *node, const char *auth, int quick, shazbot_response *out);
+void shazbot_metrics_request(shazbot *node, const char *auth, shazbot_response *out);
 void shazbot_response_free(shazbot_response *r);
 void *dlopen(const char *file, int mode);
 char *dlerror(void);
@@ -177,6 +178,12 @@ local function backend(candidates)
   function b.happy_request(node, auth, quick)
     local out = ffi.new("shazbot_response")
     C.shazbot_happy_request(node, auth, quick and 1 or 0, out)
+    return response(C, out)
+  end
+
+  function b.metrics_request(node, auth)
+    local out = ffi.new("shazbot_response")
+    C.shazbot_metrics_request(node, auth, out)
     return response(C, out)
   end
 

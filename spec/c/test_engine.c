@@ -239,6 +239,23 @@ static void test_retry_then_offline(void) {
     }
     CHECK(record(&f, PEER)->status == MEMBER_OFFLINE);
     CHECK_INT(record(&f, PEER)->last_update, verdict_ms);
+    /* What /metrics shows of it (metrics.c): each transfer by kind and outcome, the round's
+     * verdict, and its duration, the 3 s of the retry, in the (2.5, 5] bucket. (Mutations:
+     * the retry counted as a round; the duration from the retry.) */
+    const node_metrics *m = &f.e.metrics;
+    CHECK_INT(m->transfers[TRANSFER_MASTER_LIST][OUTCOME_OK], 1);
+    CHECK_INT(m->master_list_fetches[1], 1);
+    CHECK_INT(m->transfers[TRANSFER_BOOTSTRAP][OUTCOME_FAILED], 1);
+    CHECK_INT(m->transfers[TRANSFER_ROUND][OUTCOME_FAILED], 1);
+    CHECK_INT(m->transfers[TRANSFER_RETRY][OUTCOME_FAILED], 1);
+    CHECK_INT(m->transfers[TRANSFER_ROUND][OUTCOME_OK], 0);
+    CHECK_INT(m->rounds[ROUND_OFFLINE], 1);
+    CHECK_INT(m->rounds[ROUND_OK] + m->rounds[ROUND_RETRIED_OK] + m->rounds[ROUND_SPARED], 0);
+    CHECK_INT(m->verdicts, 1);
+    CHECK_INT(m->round_buckets[9], 1);
+    CHECK(fabs(m->round_seconds - 3.0) < 1e-3);
+    CHECK(m->bytes_sent > 0);
+    CHECK_INT(m->bytes_received, strlen(list_of(PEER)));
     teardown(&f);
 }
 
@@ -323,6 +340,8 @@ static void test_master_list_backoff(void) {
         vclock_step(f.clock, INT64_MAX); /* the next event: the retry */
     }
     CHECK(find_request(&f.script, seen, "POST", PEER "clustershazbot/gossip") >= 0);
+    CHECK_INT(f.e.metrics.master_list_fetches[0], n);
+    CHECK_INT(f.e.metrics.master_list_fetches[1], 1);
     teardown(&f);
 }
 
@@ -357,6 +376,12 @@ static void test_announcement_conflicts(void) {
         if (find_request(&f.script, mark, "GET", MASTER) < 0) break; /* gave up */
     }
     CHECK_INT(conflicts, ENGINE_ANNOUNCE_MAX_CONFLICTS);
+    /* One announcement, failed; every conflict but the last merged and written again. */
+    CHECK_INT(f.e.metrics.announcements[ANNOUNCE_FAILED], 1);
+    CHECK_INT(f.e.metrics.announcements[ANNOUNCE_OK], 0);
+    CHECK_INT(f.e.metrics.announce_conflicts, ENGINE_ANNOUNCE_MAX_CONFLICTS - 1);
+    CHECK_INT(f.e.metrics.transfers[TRANSFER_ANNOUNCE][OUTCOME_OK], ENGINE_ANNOUNCE_MAX_CONFLICTS);
+    CHECK_INT(f.e.metrics.transfers[TRANSFER_ANNOUNCE][OUTCOME_STATUS], ENGINE_ANNOUNCE_MAX_CONFLICTS);
     /* The next announcement, 100 s later. */
     size_t settled = f.script.count;
     run_until(&f, now_s(&f) + 99.9);

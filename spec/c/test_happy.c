@@ -159,51 +159,138 @@ static void test_default_payload_without_lua(void) {
     lua_close(host);
 }
 
+
+static policy *policy_of_script(const char *text) {
+    char path[] = "/tmp/shazbot-test-happy-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0 && write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+    if (fd >= 0) close(fd);
+    policy *p = policy_or_die(path);
+    unlink(path);
+    return p;
+}
+
+/* The names of the failed checks of `p`, joined by commas. */
+static const char *failed_checks(policy *p, const health_info *info, char *out, size_t len) {
+    char **names;
+    size_t count;
+    policy_health_checks(p, info, &names, &count);
+    out[0] = 0;
+    for (size_t i = 0; i < count; i++) {
+        snprintf(out + strlen(out), len - strlen(out), "%s%s", i ? "," : "", names[i]);
+        free(names[i]);
+    }
+    free(names);
+    return out;
+}
+
+/* The policy's quick checks (health_checks): failures named, sorted; a hook that raises or
+ * answers nonsense is itself a failed check, counted under its name; none by default. The
+ * checks see the info without the records. (Mutations: names unsorted; a raising hook
+ * reported as passing.) */
+static void test_health_checks(void) {
+    health_info info = {.running = true, .members_online = 3};
+    char names[256];
+    policy *none = policy_or_die(NULL);
+    CHECK_STR(failed_checks(none, &info, names, sizeof names), "");
+    CHECK_INT(policy_failures(none), 0);
+    policy_free(none);
+
+    policy *checks = policy_of_script("return { health_checks = function(info)\n"
+                                      "  return { zeta = info.membersOnline < 3, alpha = 'disk full', ok = true,\n"
+                                      "           records = info.online == nil } end }\n");
+    CHECK_STR(failed_checks(checks, &info, names, sizeof names), "alpha,zeta");
+    CHECK_INT(policy_failures(checks), 0);
+    info.members_online = 2;
+    CHECK_STR(failed_checks(checks, &info, names, sizeof names), "alpha");
+    policy_free(checks);
+
+    const char *bad[] = {"return { health_checks = function() error('boom') end }\n",
+                         "return { health_checks = function() return 7 end }\n",
+                         "return { health_checks = function() return { [1] = true } end }\n",
+                         "return { health_checks = function() return { a = 1 } end }\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        policy *p = policy_of_script(bad[i]);
+        CHECK_STR(failed_checks(p, &info, names, sizeof names), "health_checks");
+        CHECK_INT(policy_failures(p), 1);
+        size_t hook = 0;
+        while (strcmp(policy_hook_names[hook], "health_checks") != 0) hook++;
+        CHECK_INT(policy_hook_failures(p, hook), 1);
+        policy_free(p);
+    }
+}
+
 int main(void) {
     test_default_payload_without_lua();
+    test_health_checks();
 
     membership *m = membership_new("http://127.0.0.1:3000/", false, 1, 10000);
+    char *failed_checks[] = {"disk", "queue"};
     health_info running = {.running = true, .m = m, .req_per_sec = 3, .req_per_min = 120,
                            .fails_per_min = 2, .err_per_min = 1, .skipped_entries = 4,
-                           .refutations = 5, .policy_failures = 6};
+                           .refutations = 5, .policy_failures = 6, .members_online = 1};
     health_info stopped = {.running = false, .error = "engine stopped", .req_per_min = 7};
     health_info fractional = running;
     fractional.req_per_sec = 2.5;
+    /* Leaving, with two quick checks of the policy's failing. */
+    health_info leaving = running;
+    leaving.shutdown_planned = true;
+    leaving.planned_shutdown_in = 4.25;
+    leaving.check_failures = failed_checks;
+    leaving.check_failure_count = 2;
 
     lua_State *L = luaL_newstate();
     buf json = {0};
 
     CHECK_STR(hook_payload(L, &running, &json),
               "{\"currentErrPerMin\":1,\"currentFailsPerMin\":2,\"currentReqPerMin\":120,\"currentReqPerSec\":3,"
-              "\"extensionFailures\":0,\"extensions\":{\"clustershazbot\":{\"cluster\":{\"offline\":[\"offline\"],"
+              "\"extensionFailures\":[],\"extensions\":{\"clustershazbot\":{\"cluster\":{\"offline\":[\"offline\"],"
               "\"online\":[\"online\"]},\"policyFailures\":6,\"refutations\":5,\"skippedEntries\":4,\"status\":\"ok\"}},"
-              "\"plannedShutdownIn\":null,\"running\":true}");
+              "\"plannedShutdownIn\":null,\"running\":true,\"trackedValues\":{\"membersOffline\":0,\"membersOnline\":1}}");
     CHECK_STR(hook_payload(L, &stopped, &json),
               "{\"currentErrPerMin\":0,\"currentFailsPerMin\":0,\"currentReqPerMin\":7,\"currentReqPerSec\":0,"
-              "\"extensionFailures\":1,\"extensions\":{\"clustershazbot\":{\"error\":\"engine stopped\","
-              "\"status\":\"error\"}},\"plannedShutdownIn\":null,\"running\":false}");
+              "\"extensionFailures\":[\"clustershazbot\"],\"extensions\":{\"clustershazbot\":{\"error\":\"engine stopped\","
+              "\"status\":\"error\"}},\"plannedShutdownIn\":null,\"running\":false,"
+              "\"trackedValues\":{\"membersOffline\":0,\"membersOnline\":0}}");
     CHECK_CONTAINS(hook_payload(L, &fractional, &json), "\"currentReqPerSec\":2.5,");
+    CHECK_CONTAINS(hook_payload(L, &leaving, &json), "\"extensionFailures\":[\"disk\",\"queue\"],");
+    CHECK_CONTAINS(hook_payload(L, &leaving, &json), "\"plannedShutdownIn\":4.25,");
 
-    /* An info of a user's hook: values as they are there, a missing reason named for it. */
+    /* An info of a user's hook: values as they are there, a missing reason named for it,
+     * what is not a name left out of extensionFailures. */
     lua_pushcfunction(L, happy_lua_payload);
-    luaL_dostring(L, "return { running = false, reqPerSec = 'many' }");
+    luaL_dostring(L, "return { running = false, reqPerSec = 'many', checkFailures = { 'mine', 7 } }");
     CHECK_INT(lua_pcall(L, 1, 1, 0), LUA_OK);
     json.len = 0;
     CHECK(policy_encode_json(L, -1, &json, false) == NULL);
     buf_add(&json, "", 1);
-    CHECK_STR(json.data, "{\"currentReqPerSec\":\"many\",\"extensionFailures\":1,\"extensions\":{\"clustershazbot\":"
-                         "{\"error\":\"engine not started\",\"status\":\"error\"}},\"plannedShutdownIn\":null,\"running\":false}");
+    CHECK_STR(json.data, "{\"currentReqPerSec\":\"many\",\"extensionFailures\":[\"clustershazbot\",\"mine\"],"
+                         "\"extensions\":{\"clustershazbot\":{\"error\":\"engine not started\",\"status\":\"error\"}},"
+                         "\"plannedShutdownIn\":null,\"running\":false,\"trackedValues\":{}}");
     lua_pop(L, 1);
 
     CHECK_STR(quick(&running, &json), "{\"currentReqPerSec\":3,\"currentReqPerMin\":120,\"currentFailsPerMin\":2,"
-                                      "\"currentErrPerMin\":1,\"extensionFailures\":0}");
+                                      "\"currentErrPerMin\":1,\"extensionFailures\":[],"
+                                      "\"trackedValues\":{\"membersOnline\":1,\"membersOffline\":0}}");
     CHECK_STR(quick(&stopped, &json), "{\"currentReqPerSec\":0,\"currentReqPerMin\":7,\"currentFailsPerMin\":0,"
-                                      "\"currentErrPerMin\":0,\"extensionFailures\":1}");
+                                      "\"currentErrPerMin\":0,\"extensionFailures\":[\"clustershazbot\"],"
+                                      "\"trackedValues\":{\"membersOnline\":0,\"membersOffline\":0}}");
+    CHECK_STR(quick(&leaving, &json), "{\"currentReqPerSec\":3,\"currentReqPerMin\":120,\"currentFailsPerMin\":2,"
+                                      "\"currentErrPerMin\":1,\"extensionFailures\":[\"disk\",\"queue\"],"
+                                      "\"trackedValues\":{\"membersOnline\":1,\"membersOffline\":0}}");
 
-    CHECK_STR(fallback(&running, &json), "{\"running\":true,\"extensionFailures\":1,\"extensions\":{\"clustershazbot\":"
-                                         "{\"status\":\"error\",\"error\":\"the health hook failed\"}}}");
-    CHECK_STR(fallback(&stopped, &json), "{\"running\":false,\"extensionFailures\":1,\"extensions\":{\"clustershazbot\":"
-                                         "{\"status\":\"error\",\"error\":\"the health hook failed\"}}}");
+    /* The fallback has every field of the payload: a dashboard reads it without a special case. */
+    CHECK_STR(fallback(&running, &json),
+              "{\"running\":true,\"plannedShutdownIn\":null,\"currentReqPerSec\":3,\"currentReqPerMin\":120,"
+              "\"currentFailsPerMin\":2,\"currentErrPerMin\":1,\"extensionFailures\":[\"clustershazbot\"],"
+              "\"trackedValues\":{\"membersOnline\":1,\"membersOffline\":0},\"extensions\":{\"clustershazbot\":"
+              "{\"status\":\"error\",\"error\":\"the health hook failed\"}}}");
+    CHECK_STR(fallback(&stopped, &json),
+              "{\"running\":false,\"plannedShutdownIn\":null,\"currentReqPerSec\":0,\"currentReqPerMin\":7,"
+              "\"currentFailsPerMin\":0,\"currentErrPerMin\":0,\"extensionFailures\":[\"clustershazbot\"],"
+              "\"trackedValues\":{\"membersOnline\":0,\"membersOffline\":0},\"extensions\":{\"clustershazbot\":"
+              "{\"status\":\"error\",\"error\":\"the health hook failed\"}}}");
+    CHECK_CONTAINS(fallback(&leaving, &json), "\"plannedShutdownIn\":4.25,");
 
     buf_free(&json);
     lua_close(L);

@@ -8,7 +8,8 @@
  *   g n w   gossip with the secret, without one, with a wrong one (any other byte: g)
  *   c x     control with the control secret, with a wrong one
  *   l L     the list without and with the control secret
- *   h q     /happy, /happy/quick
+ *   h q     /happy, /happy/quick (503 with the payload in the last seconds of a leave)
+ *   m       /metrics (text, not JSON: each line a comment or a clustershazbot_ sample)
  *   t       time moves on by the body's number of seconds (at most 26 h; a round is 300 s)
  *   s       the node starts leaving
  *   a       from now on transfers start and hang (a round, goodbyes, the master list wait
@@ -124,7 +125,22 @@ static void check_error_answer(const buf *out, int status) {
     free(text);
 }
 
-typedef enum { OP_GOSSIP, OP_CONTROL, OP_LIST, OP_HAPPY } op_kind;
+typedef enum { OP_GOSSIP, OP_CONTROL, OP_LIST, OP_HAPPY, OP_METRICS } op_kind;
+
+/* Prometheus's text: lines, each "# ..." or "clustershazbot_<name>[{labels}] <number>". */
+static void check_metrics_text(const buf *out) {
+    const char *at = out->data ? out->data : "", *end = at + out->len;
+    FUZZ_ASSERT(out->len > 0 && end[-1] == '\n', "metrics text does not end in a newline");
+    while (at < end) {
+        const char *eol = memchr(at, '\n', (size_t)(end - at));
+        FUZZ_ASSERT(eol, "unterminated line");
+        const char *space = memrchr(at, ' ', (size_t)(eol - at));
+        bool comment = eol - at > 2 && at[0] == '#' && at[1] == ' ';
+        FUZZ_ASSERT(comment || (strncmp(at, "clustershazbot_", 15) == 0 && space && space + 1 < eol),
+                    "not a metrics line: %.*s", (int)(eol - at), at);
+        at = eol + 1;
+    }
+}
 
 static int run(node *n, op_kind op, const char *auth, bool flag, const wire_chunk *c, size_t count, buf *out) {
     switch (op) {
@@ -132,6 +148,7 @@ static int run(node *n, op_kind op, const char *auth, bool flag, const wire_chun
     case OP_CONTROL: return requests_control(&n->e, auth, c, count, out);
     case OP_LIST: return requests_list(&n->e, auth, out);
     case OP_HAPPY: return requests_happy(&n->e, auth, flag, out);
+    case OP_METRICS: return requests_metrics(&n->e, auth, out);
     }
     abort();
 }
@@ -149,6 +166,8 @@ static void request(node *whole, node *pieces, uint8_t what, uint8_t split, cons
     case 'L': op = OP_LIST, auth = "ctl"; break;
     case 'h': op = OP_HAPPY, auth = "hs"; break;
     case 'q': op = OP_HAPPY, auth = "hs", flag = true; break;
+    case 'm': op = OP_METRICS, auth = "hs"; break;
+    case 'M': op = OP_METRICS, auth = "s3cret"; break;
     default: break;
     }
     buf before = state_of(whole);
@@ -163,16 +182,21 @@ static void request(node *whole, node *pieces, uint8_t what, uint8_t split, cons
     /* /happy reports the uptime and request figures of the moment: the same on both nodes. */
     FUZZ_ASSERT(same_buf(&out_whole, &out_pieces), "answers differ:\n%.*s\n%.*s", (int)out_whole.len, out_whole.data,
                 (int)out_pieces.len, out_pieces.data);
-    FUZZ_ASSERT(fuzz_json_valid(out_whole.data, out_whole.len), "answer %d is not JSON: %.*s", status,
-                (int)out_whole.len, out_whole.data);
+    bool text = op == OP_METRICS && status == 200;
+    if (text) check_metrics_text(&out_whole);
+    else
+        FUZZ_ASSERT(fuzz_json_valid(out_whole.data, out_whole.len), "answer %d is not JSON: %.*s", status,
+                    (int)out_whole.len, out_whole.data);
     buf after = state_of(whole), after_pieces = state_of(pieces);
     FUZZ_ASSERT(same_buf(&after, &after_pieces), "states differ after a request whole and in pieces:\n%s\n%s",
                 after.data, after_pieces.data);
+    /* A node leaving answers /happy 503 with the payload, as happy-server does. */
+    bool leaving_payload = op == OP_HAPPY && status == 503 && whole->e.state == NODE_STOPPING;
     if (status != 200) {
-        check_error_answer(&out_whole, status);
+        if (!leaving_payload) check_error_answer(&out_whole, status);
         FUZZ_ASSERT(same_buf(&before, &after), "refused with %d but changed the state:\n%s\n%s", status, before.data,
                     after.data);
-    } else if (op == OP_LIST || op == OP_HAPPY) {
+    } else if (op == OP_LIST || op == OP_HAPPY || op == OP_METRICS) {
         FUZZ_ASSERT(same_buf(&before, &after), "a GET changed the state");
     } else if (op == OP_GOSSIP) {
         FUZZ_ASSERT(same_buf(&out_whole, &after), "the answer is not the state:\n%s\n%s", out_whole.data, after.data);

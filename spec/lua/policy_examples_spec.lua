@@ -58,10 +58,11 @@ describe("the zone-aware policy", function()
     local quiet = { SHAZBOT_GOSSIP_INTERVAL = "3600", SHAZBOT_MASTER_ANNOUNCE_MINIMUM = "3600" }
     local nodes = {}
     for i = 2, 4 do nodes[i] = cluster.start_node(store, quiet, { host = hosts[i], port = ports[i] }) end
-    -- Requests each peer has answered in the last minute (up to the last whole second).
+    -- Requests each peer has answered in the last 3 minutes (up to the last whole second):
+    -- currentReqPerMin is their mean per minute.
     local function answered(node)
       local _, happy = cluster.json("GET", node.url .. "happy/quick")
-      return happy.currentReqPerMin
+      return math.floor(happy.currentReqPerMin * 3 + 0.5)
     end
     local before = { answered(nodes[2]), answered(nodes[3]), answered(nodes[4]) }
     -- The example policy, unchanged, with each choice printed, so that the spec can wait for
@@ -128,6 +129,18 @@ describe("the health extension policy", function()
     assert.are.equal("ok", happy.extensions.example.status)
     assert.are.equal(1, happy.extensions.example.onlineCount)
     assert.is_number(happy.extensions.example.uptimeSeconds)
+    assert.are.equal(0, happy.extensions.clustershazbot.policyFailures)
+    -- Alone, its quick check fails, in both payloads; with a peer online it passes.
+    assert.are.same({ "example" }, happy.extensionFailures)
+    local _, quick = cluster.json("GET", node.url .. "happy/quick")
+    assert.are.same({ "example" }, quick.extensionFailures)
+    local peer = cluster.start_node(store)
+    cluster.wait_until(20, "the node to see its peer", function() return cluster.converged({ node, peer }) end)
+    local _, quick_text
+    _, quick, quick_text = cluster.json("GET", node.url .. "happy/quick")
+    assert.truthy(quick_text:find('"extensionFailures":[]', 1, true), quick_text)
+    assert.are.equal(2, quick.trackedValues.membersOnline)
+    _, happy = cluster.json("GET", node.url .. "happy")
     assert.are.equal(0, happy.extensions.clustershazbot.policyFailures)
   end)
 end)

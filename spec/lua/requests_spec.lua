@@ -665,10 +665,11 @@ describe("a node's endpoints", function()
   describe("/happy", function()
     it("with HAPPY_SECRET=none is open and shows the cluster in extensions.clustershazbot", function()
       for _, a in ipairs({ false, "anything" }) do
-        local status, h = cluster.json("GET", node.url .. "happy", nil, { Authorization = a or nil })
+        local status, h, text = cluster.json("GET", node.url .. "happy", nil, { Authorization = a or nil })
         assert.are.equal(200, status)
         assert.is_true(h.running)
-        assert.are.equal(0, h.extensionFailures)
+        assert.truthy(text:find('"extensionFailures":[]', 1, true), text) -- an array of names, empty
+        assert.are.equal(cjson.null, h.plannedShutdownIn)
         for _, key in ipairs({ "currentReqPerSec", "currentReqPerMin", "currentFailsPerMin", "currentErrPerMin" }) do
           assert.is_number(h[key], key)
         end
@@ -683,25 +684,27 @@ describe("a node's endpoints", function()
       end
     end)
 
-    it("/happy/quick has exactly the four figures and extensionFailures", function()
+    it("/happy/quick has exactly the four figures, extensionFailures and trackedValues", function()
       for _, a in ipairs({ false, "anything" }) do
-        local status, quick = cluster.json("GET", node.url .. "happy/quick", nil, { Authorization = a or nil })
+        local status, quick, text = cluster.json("GET", node.url .. "happy/quick", nil, { Authorization = a or nil })
         assert.are.equal(200, status)
         local keys = {}
         for k, v in pairs(quick) do
           keys[#keys + 1] = k
-          assert.is_number(v, k)
+          if k:find("^current") then assert.is_number(v, k) end
         end
         table.sort(keys)
         assert.are.same({ "currentErrPerMin", "currentFailsPerMin", "currentReqPerMin", "currentReqPerSec",
-                          "extensionFailures" }, keys)
-        assert.are.equal(0, quick.extensionFailures)
+                          "extensionFailures", "trackedValues" }, keys)
+        assert.truthy(text:find('"extensionFailures":[]', 1, true), text)
+        assert.is_number(quick.trackedValues.membersOnline)
+        assert.is_number(quick.trackedValues.membersOffline)
       end
     end)
 
     it("with HAPPY_SECRET unset refuses every request with 401", function()
       local closed = cluster.start_node(nil, with { HAPPY_SECRET = false })
-      for _, path in ipairs({ "happy", "happy/quick" }) do
+      for _, path in ipairs({ "happy", "happy/quick", "metrics" }) do
         for _, a in ipairs({ false, "", "none", "anything" }) do
           local status, answer, text = cluster.json("GET", closed.url .. path, nil, { Authorization = a or nil })
           assert_error(401, status, answer, text, path .. " with " .. tostring(a))
@@ -712,14 +715,18 @@ describe("a node's endpoints", function()
 
     it("with a secret answers only the right Authorization", function()
       local locked = cluster.start_node(nil, with { HAPPY_SECRET = "h-secret" })
-      for _, path in ipairs({ "happy", "happy/quick" }) do
+      for _, path in ipairs({ "happy", "happy/quick", "metrics" }) do
         for _, a in ipairs({ false, "", "none", "wrong", "h-secret2", "h-secre", "H-SECRET" }) do
           local status, answer, text = cluster.json("GET", locked.url .. path, nil, { Authorization = a or nil })
           assert_error(401, status, answer, text, path .. " with " .. tostring(a))
         end
-        local status, answer = cluster.json("GET", locked.url .. path, nil, { Authorization = "h-secret" })
+        local status, answer, text = cluster.json("GET", locked.url .. path, nil, { Authorization = "h-secret" })
         assert.are.equal(200, status)
-        assert.is_number(answer.currentReqPerMin)
+        if path == "metrics" then
+          assert.truthy(text:find("\nclustershazbot_info{version=", 1, false), text)
+        else
+          assert.is_number(answer.currentReqPerMin)
+        end
       end
     end)
   end)

@@ -25,6 +25,7 @@ describe("a node under valgrind", function()
     assert.are.equal(401, (cluster.request("POST", node.url .. "clustershazbot/gossip", "{}", {})))
     assert.are.equal(200, (cluster.request("GET", node.url .. "happy")))
     assert.are.equal(200, (cluster.request("GET", node.url .. "happy/quick")))
+    assert.are.equal(200, (cluster.request("GET", node.url .. "metrics")))
     -- A request evhttp refuses itself: its HTML page is rewritten into a JSON error.
     local socket = require "socket"
     local conn = assert(socket.connect("127.0.0.1", node.port))

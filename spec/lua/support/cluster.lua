@@ -41,10 +41,14 @@ end
 -- A port nobody listens on right now, below the kernel's ephemeral range: a port from that
 -- range (what binding to port 0 gives) can be taken by any outgoing connection, a node's
 -- included, before the process meant to listen on it has started.
+-- SHAZBOT_SPEC_PORTS=low-high narrows the range, for a machine shared with others who have
+-- ranges of their own.
 local handed_out = {}
+local port_low, port_high = (os.getenv("SHAZBOT_SPEC_PORTS") or ""):match("^(%d+)%-(%d+)$")
+port_low, port_high = tonumber(port_low) or 20000, tonumber(port_high) or 32000
 function cluster.free_port()
   for _ = 1, 1000 do
-    local port = math.random(20000, 32000)
+    local port = math.random(port_low, port_high)
     if not handed_out[port] then
       local s = socket.bind("127.0.0.1", port)
       if s then
@@ -54,7 +58,7 @@ function cluster.free_port()
       end
     end
   end
-  error("no free port found between 20000 and 32000")
+  error(string.format("no free port found between %d and %d", port_low, port_high))
 end
 
 function cluster.tempdir()
