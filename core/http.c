@@ -8,10 +8,12 @@
 #include "requests.h"
 
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <sys/queue.h>
 #include <stdio.h>
 #include <string.h>
 
-typedef enum { ROUTE_GOSSIP, ROUTE_LIST, ROUTE_CONTROL, ROUTE_HAPPY, ROUTE_HAPPY_QUICK, ROUTE_NONE } route;
+typedef enum { ROUTE_GOSSIP, ROUTE_LIST, ROUTE_CONTROL, ROUTE_EVENTS, ROUTE_HAPPY, ROUTE_HAPPY_QUICK, ROUTE_NONE } route;
 
 static route find_route(const shazbot *node, const char *path) {
     if (strcmp(path, "/happy") == 0) return ROUTE_HAPPY;
@@ -23,6 +25,7 @@ static route find_route(const shazbot *node, const char *path) {
     if (strcmp(path, "clustershazbot/gossip") == 0) return ROUTE_GOSSIP;
     if (strcmp(path, "clustershazbot/list") == 0) return ROUTE_LIST;
     if (strcmp(path, "clustershazbot/control") == 0) return ROUTE_CONTROL;
+    if (strcmp(path, "clustershazbot/events") == 0) return ROUTE_EVENTS;
     return ROUTE_NONE;
 }
 
@@ -112,6 +115,20 @@ static bool read_body(shazbot *node, struct evhttp_request *req, route r, const 
     return true;
 }
 
+/* GET clustershazbot/events?after=N: `after` read from the query, other parameters ignored. */
+static int answer_events(shazbot *node, const struct evhttp_uri *uri, const char *auth, buf *out) {
+    const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
+    struct evkeyvalq params;
+    TAILQ_INIT(&params);
+    if (query && evhttp_parse_query_str(query, &params) != 0) {
+        wire_write_error(out, "the query is not a form of name=value pairs");
+        return 400;
+    }
+    int status = requests_events(&node->e, auth, evhttp_find_header(&params, "after"), out);
+    evhttp_clear_headers(&params);
+    return status;
+}
+
 static void on_request(struct evhttp_request *req, void *arg) {
     shazbot *node = arg;
     http_server *server = node->listener.server;
@@ -142,6 +159,7 @@ static void on_request(struct evhttp_request *req, void *arg) {
         break;
     case ROUTE_CONTROL: status = requests_control(&node->e, auth, body.chunks, body.count, out); break;
     case ROUTE_LIST: answer_list(node, req, auth); return;
+    case ROUTE_EVENTS: status = answer_events(node, uri, auth, out); break;
     case ROUTE_HAPPY: status = requests_happy(&node->e, auth, false, out); break;
     default: status = requests_happy(&node->e, auth, true, out); break;
     }

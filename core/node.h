@@ -13,6 +13,7 @@
 #include "clustershazbot.h"
 #include "config.h"
 #include "driver.h"
+#include "events.h"
 #include "membership.h"
 #include "policy.h"
 
@@ -109,6 +110,19 @@ typedef struct engine_observer {
     void (*peer_failed)(void *ctx, const char *url);
 } engine_observer;
 
+/* Change events (events.h), derived in one place: engine.c, on_member_change. */
+typedef enum { EVENT_CAUSE_MERGE, EVENT_CAUSE_VERDICT, EVENT_CAUSE_CLAIM } event_cause;
+typedef struct node_events {
+    event_ring ring;
+    event_cause cause;   /* what the change under way comes from */
+    const char *speaker; /* the node whose own word is being merged (its goodbye, its answer), or NULL */
+    shazbot_change_fn host_fn; /* the host's callback (shazbot_on_change) */
+    void *host_arg;
+    /* Told after each event, for the listener's waiting watchers (http.c); may be NULL. */
+    void (*notify)(void *ctx);
+    void *notify_ctx;
+} node_events;
+
 typedef struct engine {
     shazbot_settings cfg;
     engine_clock clock;
@@ -124,6 +138,7 @@ typedef struct engine {
     node_shutdown shutdown;
     node_stats stats;
     engine_observer observer;
+    node_events events;
 } engine;
 
 /* The node's own HTTP listener (http.c). */

@@ -56,6 +56,11 @@ void policy_seed_random(policy *p, uint64_t seed);
 
 uint64_t policy_failures(const policy *p);
 
+/* Runs the on_change hook on `ev` (clustershazbot.h, shazbot_event) when the user's policy
+ * has one; its answer is ignored, a failure counted like any hook's. */
+struct shazbot_event;
+void policy_on_change(policy *p, const struct shazbot_event *ev);
+
 
 /* True while one of the policy's hooks runs: a host's hook must not step, shut down or free
  * the node that called it. */
@@ -74,6 +79,9 @@ policy *policy_new_hosted(lua_State *host, int hooks_index, char *err, size_t er
 /* Pushes the records of status `s` (this node's own too, with `with_self`) as a sequence of
  * records as the hooks see them, marked as a JSON array (policy_encode_json). */
 void policy_push_records(lua_State *L, const membership *m, member_status s, bool with_self);
+
+/* Pushes an event as on_change sees it: { seq =, kind =, baseUrl =, time =, before =, after = }. */
+void policy_push_event(lua_State *L, const struct shazbot_event *ev);
 
 /* Pushes a record as the hooks see it: { baseUrl =, monitor =, lastUpdate = }. */
 void policy_push_record(lua_State *L, const member *r);

@@ -33,6 +33,12 @@ int requests_list_parts(engine *e, const char *auth, wire_list_parts *parts, buf
 unsigned requests_list_flags(engine *e, const char *auth);
 int requests_control(engine *e, const char *auth, const wire_chunk *body, size_t chunks, buf *out);
 int requests_happy(engine *e, const char *auth, bool quick, buf *out);
+/* GET clustershazbot/events?after=N: the change events after N (events_write), for the control
+ * secret only (they name offline members). `after`: the query's value, NULL for 0; anything but
+ * a decimal number is a 400. Answered in every state: a watcher sees the node leave. */
+int requests_events(engine *e, const char *auth, const char *after, buf *out);
+/* Reads an `after` value as requests_events does: false when it is not a decimal number. */
+bool requests_events_after(const char *after, uint64_t *out);
 /* Counts one answer of `status` in the per-second figures. */
 void requests_count(engine *e, int status);
 
