@@ -1,0 +1,243 @@
+-- Change events (issue 12, part 1), end to end with real processes: one scenario (a member
+-- joins, is killed with -9, comes back, leaves, rejoins) seen by two observing nodes, each
+-- through every way it delivers events, and each way giving the same sequence:
+--
+--   observer A: `clustershazbot serve --on-change CMD`: its Lua policy hook on_change (kept in
+--               /happy by spec/lua/fixtures/events_policy.lua), `clustershazbot watch --json`,
+--               and the --on-change handler's environment and stdin;
+--   observer B: a C host (examples/c-host, built against the installed library) printing what
+--               its shazbot_on_change callback gets, its Lua hook, and `watch --json`.
+--
+-- The times are printed: when each observer saw each change of the member, and how long after
+-- that the handler ran. Ports 24000-24499.
+
+local cluster = require "support.cluster"
+local cjson = require "cjson"
+local socket = require "socket"
+
+local sh = cluster.sh
+
+-- This spec's ports: a range of its own, so that it can run beside the others.
+local handed_out = {}
+local function free_port()
+  for _ = 1, 200 do
+    local port = math.random(24000, 24499)
+    if not handed_out[port] then
+      local s = socket.bind("127.0.0.1", port)
+      if s then
+        s:close()
+        handed_out[port] = true
+        return port
+      end
+    end
+  end
+  error("no free port between 24000 and 24499")
+end
+
+local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function lines_of(path)
+  local f = io.open(path)
+  if not f then return {} end
+  local out = {}
+  for line in f:lines() do out[#out + 1] = line end
+  f:close()
+  return out
+end
+
+-- The events in a log of JSON lines (`prefix` before each, if any), decoded, by seq.
+local function json_events(path, prefix)
+  local out = {}
+  for _, line in ipairs(lines_of(path)) do
+    local text = prefix and line:sub(1, #prefix) == prefix and line:sub(#prefix + 1) or (not prefix and line)
+    if text and text:sub(1, 1) == "{" then
+      local ok, ev = pcall(cjson.decode, text)
+      if ok and type(ev) == "table" and ev.seq then out[#out + 1] = ev end
+    end
+  end
+  table.sort(out, function(a, b) return a.seq < b.seq end)
+  return out
+end
+
+-- A record's status in an event ("none" when there was none); the handler's environment says
+-- it as a word already.
+local function side(s)
+  if type(s) == "string" then return s end
+  return type(s) == "table" and s.status or "none"
+end
+
+-- "seq kind baseUrl before->after", the form the Lua hook keeps.
+local function summary(ev)
+  return string.format("%d %s %s %s->%s", ev.seq, ev.kind, ev.baseUrl, side(ev.before), side(ev.after))
+end
+
+local function summaries(events)
+  local out = {}
+  for i, ev in ipairs(events) do out[i] = summary(ev) end
+  return out
+end
+
+local function hook_seen(node)
+  local status, payload = cluster.json("GET", node.url .. "happy")
+  assert(status == 200, "happy of " .. node.url .. " answered " .. tostring(status))
+  return payload.extensions.events.seen
+end
+
+describe("change events", function()
+  teardown(function() cluster.cleanup() end)
+
+  it("are the same sequence through the Lua hook, the C callback, watch --json and --on-change", function()
+    local build = assert(os.getenv("SHAZBOT_BUILD"), "SHAZBOT_BUILD must name the build tree")
+    local source = assert(os.getenv("SHAZBOT_SOURCE"), "SHAZBOT_SOURCE must name the source tree")
+    local dir = cluster.tempdir()
+
+    -- The C host, built as examples/c-host says.
+    local prefix = dir .. "/prefix"
+    local status, out = sh(string.format("cmake --install '%s' --prefix '%s'", build, prefix))
+    assert.are.equal(0, status, out)
+    local sanitize = os.getenv("SHAZBOT_SANITIZE") == "ON" and "-fsanitize=address,undefined" or ""
+    status, out = sh(string.format("cc -Wall -Wextra -Werror %s '%s/examples/c-host/main.c' -o '%s/c-host' $(PKG_CONFIG_PATH='%s/lib/pkgconfig' pkg-config --cflags --libs clustershazbot) -Wl,-rpath,'%s/lib'",
+      sanitize, source, dir, prefix, prefix))
+    assert.are.equal(0, status, out)
+
+    local policy = source .. "/spec/lua/fixtures/events_policy.lua"
+    local store = cluster.start_store(dir, free_port())
+    local function start(program, args, port)
+      local node = { port = port, url = string.format("http://127.0.0.1:%d/", port) }
+      node.proc = cluster.spawn_program(program, args, cluster.node_env(port, store, { SHAZBOT_POLICY = policy }), dir)
+      cluster.wait_until(10, node.url .. " to answer", function()
+        if cluster.exit_status(node.proc) then error("exited: " .. cluster.read_log(node.proc)) end
+        return cluster.answers(node.url .. "clustershazbot/list")
+      end)
+      return node
+    end
+
+    -- The handler: what it was given in its environment, on stdin, and when it ran.
+    local handler_env, handler_stdin = dir .. "/handler-env.jsonl", dir .. "/handler-stdin.jsonl"
+    local handler = string.format(
+      [[printf '{"seq":%%s,"kind":"%%s","baseUrl":"%%s","before":"%%s","after":"%%s","ran":%%s}\n' ]] ..
+      [["$SHAZBOT_EVENT_SEQ" "$SHAZBOT_EVENT_KIND" "$SHAZBOT_EVENT_URL" "$SHAZBOT_EVENT_BEFORE" "$SHAZBOT_EVENT_AFTER" ]] ..
+      [["$(date +%%s%%3N)" >> %s; cat >> %s]], quote(handler_env), quote(handler_stdin))
+    local a = start(cluster.bin, "serve --on-change " .. quote(handler), free_port())
+    local b = start(dir .. "/c-host", "", free_port())
+    local watch_a = cluster.spawn_program(cluster.bin, string.format("watch --json --url %s --control-secret %s",
+      a.url, cluster.control_secret), {}, dir)
+    local watch_b = cluster.spawn_program(cluster.bin, string.format("watch --json --url %s --control-secret %s",
+      b.url, cluster.control_secret), {}, dir)
+    cluster.wait_until(30, "the observers to list each other", function() return cluster.converged({ a, b }) end)
+
+    -- The scenario. Each step waits until both observers agree, so that each change is seen.
+    local member_port = free_port()
+    local member_url = string.format("http://127.0.0.1:%d/", member_port)
+    local t0 = cluster.now()
+    local steps = {}
+    local function both(what, status_wanted)
+      cluster.wait_until(60, "both observers to list the member " .. status_wanted .. " (" .. what .. ")", function()
+        for _, n in ipairs({ a, b }) do
+          if not cluster.view(n)[status_wanted][member_url] then return false end
+        end
+        return true
+      end)
+      steps[#steps + 1] = string.format("%-28s agreed after %6.2f s", what, cluster.now() - t0)
+    end
+    local member = cluster.start_node(store, nil, { port = member_port, dir = dir })
+    both("join", "online")
+    cluster.signal(member.proc, "KILL")
+    both("kill -9", "offline")
+    member = cluster.start_node(store, nil, { port = member_port, dir = dir })
+    both("back (alive)", "online")
+    cluster.signal(member.proc, "TERM")
+    assert.are.equal(0, cluster.wait_exit(member.proc, 30))
+    both("leave (SIGTERM)", "offline")
+    member = cluster.start_node(store, nil, { port = member_port, dir = dir })
+    both("rejoin", "online")
+
+    -- Every way of an observer gives the same events; they arrive at their own pace.
+    local function settled(what, ways)
+      return cluster.wait_until(20, what .. ": every way to have the same events", function()
+        local first
+        for name, get in pairs(ways) do
+          local got = table.concat(get(), "\n")
+          first = first or got
+          if got ~= first then return false end
+        end
+        return first ~= "" and first
+      end)
+    end
+    local seen_a = settled("observer A", {
+      hook = function() return hook_seen(a) end,
+      watch = function() return summaries(json_events(watch_a.log)) end,
+      handler_env = function() return summaries(json_events(handler_env)) end,
+      handler_stdin = function() return summaries(json_events(handler_stdin)) end,
+    })
+    local seen_b = settled("observer B", {
+      hook = function() return hook_seen(b) end,
+      watch = function() return summaries(json_events(watch_b.log)) end,
+      callback = function() return summaries(json_events(b.proc.log, "c-host: event ")) end,
+    })
+    -- The handler's stdin and the C callback are the event's JSON itself: the same events, every
+    -- field, as watch's.
+    assert.are.same(json_events(watch_a.log), json_events(handler_stdin))
+    assert.are.same(json_events(watch_b.log), json_events(b.proc.log, "c-host: event "))
+    -- Numbered from 1 without a gap, each way.
+    for _, events in ipairs({ json_events(watch_a.log), json_events(watch_b.log) }) do
+      for i, ev in ipairs(events) do assert.are.equal(i, ev.seq) end
+    end
+
+    -- What each observer saw of the member: joined; offline after the kill (its own verdict,
+    -- "failed", or another's, "offline"); alive; left (its goodbye); alive again. A loaded
+    -- machine may add a false verdict and its refutation (failed|offline then alive).
+    local ran = {}
+    for _, ev in ipairs(json_events(handler_env)) do ran[ev.seq] = ev.ran end
+    print()
+    for _, line in ipairs(steps) do print("  " .. line) end
+    for _, obs in ipairs({ { "A (serve --on-change)", watch_a, a }, { "B (C host)", watch_b, b } }) do
+      local kinds = {}
+      print("  observer " .. obs[1] .. ", events of " .. member_url .. ":")
+      for _, ev in ipairs(json_events(obs[2].log)) do
+        if ev.baseUrl == member_url then
+          kinds[#kinds + 1] = ev.kind
+          print(string.format("    #%-3d %-8s %-7s -> %-7s at %s%s", ev.seq, ev.kind, side(ev.before), side(ev.after),
+            os.date("!%H:%M:%S", ev.time // 1000) .. string.format(".%03d", ev.time % 1000),
+            obs[3] == a and ran[ev.seq] and string.format(", handler ran %d ms later", ran[ev.seq] - ev.time) or ""))
+        end
+      end
+      local sequence = table.concat(kinds, " ")
+      local pattern_ok = sequence:match("^join ") and sequence:match(" left alive$")
+        and (sequence:match("^join failed alive") or sequence:match("^join offline alive"))
+      assert(pattern_ok, "observer " .. obs[1] .. " saw: " .. sequence)
+    end
+    assert.is_truthy(seen_a:find(member_url, 1, true))
+    assert.is_truthy(seen_b:find(member_url, 1, true))
+  end)
+
+  it("are refused to a watcher without the control secret, and a bad `after` is a 400", function()
+    local dir = cluster.tempdir()
+    local node = cluster.start_node(nil, nil, { port = free_port(), dir = dir })
+    local status, body = cluster.json("GET", node.url .. "clustershazbot/events")
+    assert.are.equal(401, status)
+    assert.are.equal("wrong or missing control secret", body.error)
+    status, body = cluster.json("GET", node.url .. "clustershazbot/events?after=x1", nil,
+      { Authorization = cluster.control_secret })
+    assert.are.equal(400, status)
+    assert.is_truthy(body.error:find("after", 1, true))
+    status, body = cluster.json("POST", node.url .. "clustershazbot/events", "{}", { Authorization = cluster.control_secret })
+    assert.are.equal(405, status)
+    status, body = cluster.json("GET", node.url .. "clustershazbot/events?after=0", nil,
+      { Authorization = cluster.control_secret })
+    assert.are.equal(200, status)
+    assert.are.equal(0, body.next)
+    assert.are.equal(0, body.missed)
+    -- watch: a refused secret is exit status 1 with the reason, no secret at all is usage (2).
+    local code, out = sh(string.format("%s watch --url %s --control-secret wrong --count 1", quote(cluster.bin), node.url))
+    assert.are.equal(1, code)
+    assert.is_truthy(out:find("401", 1, true), out)
+    code, out = sh(string.format("env -u SHAZBOT_CONTROL_SECRET %s watch --url %s --count 1", quote(cluster.bin), node.url))
+    assert.are.equal(2, code, out)
+    code, out = sh(string.format("%s watch --url %s --control-secret x --interval 0", quote(cluster.bin), node.url))
+    assert.are.equal(2, code, out)
+    -- serve --on-change without a command is bad usage, before anything starts.
+    code, out = sh(string.format("%s serve --on-change", quote(cluster.bin)))
+    assert.are.equal(2, code, out)
+  end)
+end)
