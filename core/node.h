@@ -116,7 +116,7 @@ typedef struct node_events {
     event_ring ring;
     event_cause cause;   /* what the change under way comes from */
     const char *speaker; /* the node whose own word is being merged (its goodbye, its answer), or NULL */
-    shazbot_change_fn host_fn; /* the host's callback (shazbot_on_change) */
+    void (*host_fn)(const shazbot_event *event, void *arg); /* the host's callback (shazbot_on_change) */
     void *host_arg;
     /* Told after each event, for the listener's waiting watchers (http.c); may be NULL. */
     void (*notify)(void *ctx);

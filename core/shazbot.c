@@ -204,7 +204,7 @@ void shazbot_happy_request(shazbot *node, const char *auth, int quick, shazbot_r
     respond(node, requests_happy(&node->e, auth, quick != 0, &b), &b, out);
 }
 
-void shazbot_on_change(shazbot *node, shazbot_change_fn fn, void *arg) {
+void shazbot_on_change(shazbot *node, void (*fn)(const shazbot_event *event, void *arg), void *arg) {
     node->e.events.host_fn = fn;
     node->e.events.host_arg = arg;
 }

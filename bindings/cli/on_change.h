@@ -16,7 +16,7 @@ typedef struct on_change on_change;
 
 /* NULL with a message when the loop's SIGCHLD event cannot be set up. */
 on_change *on_change_new(struct event_base *base, const char *command, char *err, size_t err_len);
-/* A shazbot_change_fn: queues the event's handler (`arg` is the on_change). */
+/* The shazbot_on_change callback: queues the event's handler (`arg` is the on_change). */
 void on_change_event(const shazbot_event *event, void *arg);
 /* Runs the loop until the handlers started and queued have ended, at most `seconds`. */
 void on_change_drain(on_change *h, double seconds);

@@ -147,8 +147,7 @@ typedef struct shazbot_event {
  * its strings are valid during the call only. Like a policy hook, it runs inside the engine:
  * it may read the node (shazbot_list_request) but must not step, shut down or free it. NULL
  * fn: no callback. One callback per node; a second call replaces the first. */
-typedef void (*shazbot_change_fn)(const shazbot_event *event, void *arg);
-void shazbot_on_change(shazbot *node, shazbot_change_fn fn, void *arg);
+void shazbot_on_change(shazbot *node, void (*fn)(const shazbot_event *event, void *arg), void *arg);
 
 /* The events after `after` the node still holds (the last 4096), at most 512 per call, for a
  * host that polls instead (the FFI binding): out->body is {"events":[...],"next":N,"missed":M},
