@@ -1126,6 +1126,52 @@ static void test_events_ring(void) {
     events_free(&r);
 }
 
+/* The on_change hook runs under the rules of every hook: one that raises or runs past its
+ * budget is counted, the default decides (nothing), and the events still reach the host and
+ * the ring; the hook gets each event's fields. (Mutations: the hook not called; its failure
+ * stopping the delivery.) */
+static void test_events_hook(void) {
+    char path[] = "/tmp/shazbot-test-engine-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd < 0) return;
+    const char *script =
+        "local seen = {}\n"
+        "return {\n"
+        "  on_change = function(ev)\n"
+        "    if ev.kind == 'failed' then error('on purpose') end\n"
+        "    if ev.kind == 'alive' then while true do end end\n"
+        "    seen[#seen + 1] = ev.seq .. ' ' .. ev.kind .. ' ' .. ev.baseUrl .. ' ' ..\n"
+        "      tostring(ev.before and ev.before.status) .. '->' .. tostring(ev.after and ev.after.status)\n"
+        "  end,\n"
+        "  gossip_target = function(peers) return nil end,\n"
+        "  probe_target = function() return nil end,\n"
+        "  health = function(info) return { seen = seen } end,\n"
+        "}\n";
+    CHECK(write(fd, script, strlen(script)) == (ssize_t)strlen(script));
+    close(fd);
+    fixture f;
+    event_log log;
+    setup(&f, path, (const char *const[]){"SHAZBOT_SUSPICION_WINDOW", "0", NULL});
+    watch_events(&f, &log);
+    start_with_peer(&f);
+    uint64_t failures = policy_failures(f.e.pol);
+    f.e.events.cause = EVENT_CAUSE_VERDICT; /* as give_verdict does */
+    membership_mark_offline(f.e.m, PEER, strlen(PEER), vclock_now_ms(f.clock));
+    f.e.events.cause = EVENT_CAUSE_MERGE;
+    run_until(&f, 0.5);
+    news_of(&f, PEER, MEMBER_ONLINE);
+    CHECK_INT(policy_failures(f.e.pol), failures + 2);
+    CHECK_STR(log.text, "join 2 failed 2 alive 2");
+    health_info info = {0};
+    buf payload = {0};
+    policy_health(f.e.pol, &info, &payload);
+    CHECK_STR(payload.data, "{\"seen\":[\"1 join " PEER " nil->online\"]}");
+    buf_free(&payload);
+    teardown(&f);
+    unlink(path);
+}
+
 int main(void) {
     test_retry_then_offline();
     test_retry_success_keeps_peer();
@@ -1150,5 +1196,6 @@ int main(void) {
     test_events_classified();
     test_events_of_confirmed_claims();
     test_events_ring();
+    test_events_hook();
     return check_finish("test_engine");
 }
