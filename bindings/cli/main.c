@@ -94,8 +94,10 @@ static int serve(int argc, char **argv) {
     int rc = shazbot_run(node, 1);
     /* The handlers of the last events (this node leaving) get a moment to run. */
     if (handlers) on_change_drain(handlers, 5);
-    shazbot_free(node);
+    /* The handlers' events live on the node's loop: they go first. */
+    shazbot_on_change(node, NULL, NULL);
     on_change_free(handlers);
+    shazbot_free(node);
     return rc == 0 ? 0 : 1;
 }
 
