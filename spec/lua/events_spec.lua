@@ -211,6 +211,72 @@ describe("change events", function()
     assert.is_truthy(seen_b:find(member_url, 1, true))
   end)
 
+  it("run at most 4 --on-change handlers at once, the others queued in order, the node never waiting", function()
+    local dir = cluster.tempdir()
+    local log = dir .. "/handlers.log"
+    -- Each handler takes 0.5 s; it says when it started and ended.
+    local handler = string.format([[echo "start $SHAZBOT_EVENT_SEQ $(date +%%s%%3N)" >> %s; sleep 0.5; ]] ..
+      [[echo "end $SHAZBOT_EVENT_SEQ $(date +%%s%%3N)" >> %s]], quote(log), quote(log))
+    local port = free_port()
+    local node = { port = port, url = string.format("http://127.0.0.1:%d/", port) }
+    -- No store, and no gossip to the made-up peers for a minute: only the joins are events.
+    node.proc = cluster.spawn("serve --on-change " .. quote(handler),
+      cluster.node_env(port, nil, { SHAZBOT_GOSSIP_INTERVAL = "60" }), dir)
+    cluster.wait_until(10, "the node to answer", function() return cluster.answers(node.url .. "clustershazbot/list") end)
+    local peers = {}
+    local now = os.time() * 1000
+    for i = 1, 12 do
+      peers[i] = { baseUrl = string.format("http://127.0.0.1:%d/", 1000 + i), monitor = false, lastUpdate = now }
+    end
+    local posted = cluster.now()
+    local status = cluster.request("POST", node.url .. "clustershazbot/gossip", cluster.gossip_body(peers, {}),
+      { Authorization = cluster.secret })
+    posted = cluster.now() - posted
+    assert.are.equal(200, status)
+    -- While the handlers run, the node answers at once.
+    local slowest = 0
+    for _ = 1, 10 do
+      local t = cluster.now()
+      assert.are.equal(200, (cluster.request("GET", node.url .. "clustershazbot/list")))
+      slowest = math.max(slowest, cluster.now() - t)
+      cluster.sleep(0.05)
+    end
+    local ended = cluster.wait_until(30, "the 12 handlers to end", function()
+      local lines = lines_of(log)
+      local n = 0
+      for _, line in ipairs(lines) do if line:match("^end ") then n = n + 1 end end
+      return n == 12 and lines
+    end)
+    local marks, starts = {}, {}
+    for _, line in ipairs(ended) do
+      local what, seq, ms = line:match("^(%a+) (%d+) (%d+)$")
+      marks[#marks + 1] = { what = what, seq = tonumber(seq), ms = tonumber(ms) }
+      if what == "start" then starts[#starts + 1] = tonumber(seq) end
+    end
+    -- Ends before starts at the same millisecond: a handler starts once another was reaped.
+    table.sort(marks, function(x, y)
+      if x.ms ~= y.ms then return x.ms < y.ms end
+      return x.what == "end" and y.what ~= "end"
+    end)
+    local running, most = 0, 0
+    for _, m in ipairs(marks) do
+      running = running + (m.what == "start" and 1 or -1)
+      most = math.max(most, running)
+    end
+    local first, last = marks[1].ms, marks[#marks].ms
+    print(string.format("\n  12 handlers of 0.5 s: at most %d at once, %.2f s in all; the gossip of the 12 joins "
+      .. "answered in %.0f ms, the slowest list answer meanwhile in %.0f ms", most, (last - first) / 1000,
+      posted * 1000, slowest * 1000))
+    assert.are.equal(4, most)
+    assert.is_true(last - first >= 1400) -- three waves of 0.5 s, not one
+    -- Started in the order of the events (the queue is a FIFO, 4 taken at a time).
+    for i = 5, 12 do assert.is_true(starts[i] > starts[i - 4], table.concat(starts, " ")) end
+    -- Bounds loose enough for a loaded machine; a loop that waited for the handlers would take
+    -- 6 s to answer the gossip (12 of 0.5 s), 0.5 s at least for a list.
+    assert.is_true(posted < 1.5, "the gossip took " .. posted .. " s to be answered")
+    assert.is_true(slowest < 1, "the node took " .. slowest .. " s to answer while handlers ran")
+  end)
+
   it("are refused to a watcher without the control secret, and a bad `after` is a 400", function()
     local dir = cluster.tempdir()
     local node = cluster.start_node(nil, nil, { port = free_port(), dir = dir })
