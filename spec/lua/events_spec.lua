@@ -277,6 +277,26 @@ describe("change events", function()
     assert.is_true(slowest < 1, "the node took " .. slowest .. " s to answer while handlers ran")
   end)
 
+  it("reach a Lua 5.4 host's node:on_change function as they reach its policy hook", function()
+    local install = require "support.install"
+    local installed = install.prefix()
+    local source = assert(os.getenv("SHAZBOT_SOURCE"))
+    local preload = ""
+    if os.getenv("SHAZBOT_SANITIZE") == "ON" then
+      local _, runtimes = sh("echo $(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)")
+      preload = "LD_PRELOAD=" .. quote(runtimes:gsub("%s+$", "")) .. " "
+    end
+    local port, peer = free_port(), string.format("http://127.0.0.1:%d/", free_port())
+    local code, out = sh(string.format("%sLUA_PATH=%s LUA_CPATH=%s lua5.4 %s %d %s", preload,
+      quote(installed.lua_path .. ";;"), quote(installed.lua_cpath .. ";;"),
+      quote(source .. "/spec/lua/fixtures/events_lua_host.lua"), port, peer))
+    assert.are.equal(0, code, out)
+    local self = string.format("http://127.0.0.1:%d/", port)
+    assert.is_truthy(out:find("callback 1 join " .. peer .. " none->online\ncallback 2 offline " .. peer
+      .. " online->offline\ncallback 3 self " .. self .. " online->offline\n", 1, true), out)
+    assert.is_truthy(out:find("hook 1 join " .. peer .. "\nhook 2 offline " .. peer .. "\nhook 3 self " .. self, 1, true), out)
+  end)
+
   it("are refused to a watcher without the control secret, and a bad `after` is a 400", function()
     local dir = cluster.tempdir()
     local node = cluster.start_node(nil, nil, { port = free_port(), dir = dir })
