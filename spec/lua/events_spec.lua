@@ -297,6 +297,74 @@ describe("change events", function()
     assert.is_truthy(out:find("hook 1 join " .. peer .. "\nhook 2 offline " .. peer .. "\nhook 3 self " .. self, 1, true), out)
   end)
 
+  it("reach the FFI binding's node:on_change in nginx, polled after each step", function()
+    if os.getenv("SHAZBOT_SANITIZE") == "ON" then
+      print("# sanitizer build: nginx cannot load the sanitized library; see the normal build's suite")
+      return
+    end
+    assert.are.equal(0, (sh("command -v nginx")), "nginx is not installed (tools/setup.sh installs it)")
+    local install = require "support.install"
+    local installed = install.prefix()
+    local dir = cluster.tempdir()
+    local prefix = dir .. "/nginx"
+    assert(os.execute(string.format("mkdir -p '%s/conf' '%s/logs'", prefix, prefix)))
+    local port, peer = free_port(), string.format("http://127.0.0.1:%d/", free_port())
+    local conf = [[
+user root;
+load_module /usr/lib/nginx/modules/ndk_http_module.so;
+load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
+worker_processes 1;
+error_log logs/error.log;
+pid logs/nginx.pid;
+events {}
+http {
+    access_log off;
+    lua_package_path "@LUA_PATH@;;";
+    server {
+        listen 127.0.0.1:@PORT@;
+        location = /events {
+            content_by_lua_block {
+                local shazbot = require("clustershazbot.ffi").open("@LIB@")
+                local n = shazbot.new({ secret = "s", control_secret = "c", base_url = "http://127.0.0.1:@PORT@/",
+                    master_list = "http://127.0.0.1:9/", master_list_update = "http://127.0.0.1:9/",
+                    master_list_update_auth = "u", log_level = "error" })
+                local lines = {}
+                n:on_change(function(ev)
+                    lines[#lines + 1] = string.format("%d %s %s %s->%s", ev.seq, ev.kind, ev.baseUrl,
+                        ev.before and ev.before.status or "none", ev.after and ev.after.status or "none")
+                end)
+                n:start()
+                local now = math.floor(ngx.now() * 1000)
+                n:gossip_request("s", string.format('{"message":"gossip","online":[{"baseUrl":"@PEER@","lastUpdate":%d}],"offline":[]}', now))
+                n:control_request("c", '{"message":"control","online":false}')
+                lines[#lines + 1] = "before step: " .. #lines
+                n:step(0)
+                n:close()
+                ngx.say(table.concat(lines, "\n"))
+            }
+        }
+    }
+}
+]]
+    conf = conf:gsub("@LUA_PATH@", installed.luajit_path):gsub("@PORT@", tostring(port)):gsub("@PEER@", peer)
+      :gsub("@LIB@", installed.prefix .. "/lib/libclustershazbot.so")
+    local f = assert(io.open(prefix .. "/conf/nginx.conf", "w"))
+    f:write(conf)
+    f:close()
+    local master = cluster.spawn_program("nginx", string.format("-p '%s' -c conf/nginx.conf -g 'daemon off;'", prefix), {}, dir)
+    local ok, err = pcall(function()
+      local body = cluster.wait_until(10, "nginx to answer /events", function()
+        if cluster.exit_status(master) then error("nginx exited: " .. cluster.read_log(master)) end
+        local status, text = cluster.request("GET", string.format("http://127.0.0.1:%d/events", port))
+        return status == 200 and text
+      end)
+      local self = string.format("http://127.0.0.1:%d/", port)
+      assert.are.equal("before step: 0\n1 join " .. peer .. " none->online\n2 self " .. self .. " online->offline\n", body)
+    end)
+    sh(string.format("nginx -p '%s' -c conf/nginx.conf -s stop", prefix))
+    assert(ok, tostring(err) .. "\n" .. cluster.read_log(master) .. "\n" .. (io.open(prefix .. "/logs/error.log") or io.open("/dev/null")):read("a"))
+  end)
+
   it("are refused to a watcher without the control secret, and a bad `after` is a 400", function()
     local dir = cluster.tempdir()
     local node = cluster.start_node(nil, nil, { port = free_port(), dir = dir })
