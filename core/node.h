@@ -142,8 +142,10 @@ typedef struct engine {
 } engine;
 
 /* The node's own HTTP listener (http.c). */
+struct events_waiting;
 typedef struct node_listener {
     struct http_server *server; /* NULL until the node listens */
+    struct events_waiting *waiting; /* GET clustershazbot/events held until an event (http.c) */
     char *base_path;            /* the path of the base URL ("/" or "/prefix/"), under which the endpoints lie */
 } node_listener;
 

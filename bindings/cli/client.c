@@ -52,9 +52,10 @@ static const char *const watch_usage =
     "Streams the node's change events (join, alive, failed, left, offline, purged, self), one\n"
     "line each, as the node saw them: time, kind, base URL, status before -> after. --json\n"
     "prints each event as the node gives it, one JSON object a line. It asks the node's\n"
-    "GET clustershazbot/events every --interval seconds (default 0.25) for the events after\n"
-    "the last one seen: from --after N (default 0: every event the node still holds, the\n"
-    "last 4096). Events the node no longer held when asked are reported on stderr as missed.\n"
+    "GET clustershazbot/events for the events after the last one seen, which the node holds\n"
+    "until one comes (5 s at most; a node that answers at once is asked every --interval\n"
+    "seconds, default 0.25): from --after N (default 0: every event the node still holds,\n"
+    "the last 4096). Events the node no longer held when asked are reported on stderr as missed.\n"
     "--count N exits after N events. Defaults: --url from SHAZBOT_BASE_URL, --control-secret\n"
     "from SHAZBOT_CONTROL_SECRET (required: events name offline members).\n"
     "Exit status: 0 after --count events, 1 the node could not be asked or refused the\n"
@@ -448,7 +449,10 @@ int cli_watch(int argc, char **argv) {
     int rc = 1;
     for (;;) {
         char url[4096];
-        snprintf(url, sizeof url, "%s?after=%llu", base, after);
+        /* Held by the node until an event comes, for at most 5 s (a long poll). */
+        snprintf(url, sizeof url, "%s?after=%llu&wait=5", base, after);
+        struct timespec asked;
+        clock_gettime(CLOCK_MONOTONIC, &asked);
         answer raw = {0};
         yajl_val doc = ask("GET", url, o.secret, "--control-secret or SHAZBOT_CONTROL_SECRET", NULL, &raw);
         const char *events_path[] = {"events", NULL};
@@ -478,9 +482,17 @@ int cli_watch(int argc, char **argv) {
             rc = 0;
             break;
         }
-        if (got >= 512) continue; /* a full page: the rest at once */
-        struct timespec pause = {(time_t)interval, (long)((interval - (double)(time_t)interval) * 1e9)};
-        nanosleep(&pause, NULL);
+        if (got > 0) continue; /* the next at once: the node holds the request until there is one */
+        /* Nothing, and sooner than asked: a node that does not hold requests, which is
+         * asked again after --interval. */
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double took = (double)(now.tv_sec - asked.tv_sec) + (double)(now.tv_nsec - asked.tv_nsec) / 1e9;
+        if (took < interval) {
+            double left = interval - took;
+            struct timespec pause = {(time_t)left, (long)((left - (double)(time_t)left) * 1e9)};
+            nanosleep(&pause, NULL);
+        }
     }
     free(base);
     return rc;

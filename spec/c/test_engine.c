@@ -1135,7 +1135,7 @@ static void test_events_hook(void) {
     int fd = mkstemp(path);
     CHECK(fd >= 0);
     if (fd < 0) return;
-    const char *script =
+    const char *hook_script =
         "local seen = {}\n"
         "return {\n"
         "  on_change = function(ev)\n"
@@ -1148,7 +1148,7 @@ static void test_events_hook(void) {
         "  probe_target = function() return nil end,\n"
         "  health = function(info) return { seen = seen } end,\n"
         "}\n";
-    CHECK(write(fd, script, strlen(script)) == (ssize_t)strlen(script));
+    CHECK(write(fd, hook_script, strlen(hook_script)) == (ssize_t)strlen(hook_script));
     close(fd);
     fixture f;
     event_log log;

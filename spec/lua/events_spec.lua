@@ -365,6 +365,50 @@ http {
     assert(ok, tostring(err) .. "\n" .. cluster.read_log(master) .. "\n" .. (io.open(prefix .. "/logs/error.log") or io.open("/dev/null")):read("a"))
   end)
 
+  it("hold a watcher's request until an event comes (a long poll), and answer it at the node's end", function()
+    local dir = cluster.tempdir()
+    local node = cluster.start_node(nil, nil, { port = free_port(), dir = dir })
+    local auth = { Authorization = cluster.control_secret }
+    -- Nothing comes: answered when the wait ends, empty.
+    local t = cluster.now()
+    local status, body = cluster.json("GET", node.url .. "clustershazbot/events?after=0&wait=0.5", nil, auth)
+    local waited = cluster.now() - t
+    assert.are.equal(200, status)
+    assert.are.equal(0, #body.events)
+    assert.is_true(waited >= 0.45, "answered after " .. waited .. " s")
+    status, body = cluster.json("GET", node.url .. "clustershazbot/events?after=0&wait=soon", nil, auth)
+    assert.are.equal(400, status)
+    assert.is_truthy(body.error:find("wait", 1, true))
+    -- A watcher held by the node gets the event as it comes: a join, 1 s after it asked.
+    local watcher = cluster.spawn_program(cluster.bin, string.format("watch --json --count 1 --url %s --control-secret %s",
+      node.url, cluster.control_secret), {}, dir)
+    cluster.sleep(1)
+    local joined = cluster.now()
+    local peer = string.format("http://127.0.0.1:%d/", free_port())
+    assert.are.equal(200, (cluster.request("POST", node.url .. "clustershazbot/gossip",
+      cluster.gossip_body({ { baseUrl = peer, monitor = false, lastUpdate = os.time() * 1000 } }, {}),
+      { Authorization = cluster.secret })))
+    assert.are.equal(0, cluster.wait_exit(watcher, 10))
+    local latency = cluster.now() - joined
+    assert.is_truthy(cluster.read_log(watcher):find('"kind":"join","baseUrl":"' .. peer .. '"', 1, true))
+    print(string.format("\n  a held watch printed the join %.0f ms after it", latency * 1000))
+    assert.is_true(latency < 2, "the held watcher took " .. latency .. " s") -- not its 5 s wait
+    -- A request still held when the node leaves is answered, not dropped.
+    local held = dir .. "/held.out"
+    os.execute(string.format("curl -s -H 'Authorization: %s' '%sclustershazbot/events?after=%d&wait=5' > %s 2>&1 &",
+      cluster.control_secret, node.url, 1, quote(held)))
+    cluster.sleep(0.5)
+    cluster.signal(node.proc, "TERM")
+    assert.are.equal(0, cluster.wait_exit(node.proc, 30))
+    local text = cluster.wait_until(5, "the held request's answer", function()
+      local f = io.open(held)
+      local got = f and f:read("a")
+      if f then f:close() end
+      return got and got ~= "" and got
+    end)
+    assert.is_truthy(text:find('"kind":"self"', 1, true), text)
+  end)
+
   it("are refused to a watcher without the control secret, and a bad `after` is a 400", function()
     local dir = cluster.tempdir()
     local node = cluster.start_node(nil, nil, { port = free_port(), dir = dir })
