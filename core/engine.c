@@ -85,7 +85,7 @@ static void on_member_change(void *ctx, const char *url, size_t url_len, bool se
     else if (e->events.speaker && strlen(e->events.speaker) == url_len && memcmp(e->events.speaker, url, url_len) == 0)
         kind = EVENT_LEFT;
     else kind = EVENT_OFFLINE;
-    (void)dropped;
+    /* `dropped` (over the state's limit) or past the horizon, the event is the same: gone. */
     const shazbot_event *ev = events_add(&e->events.ring, kind, url, url_len, engine_now(e), before, after);
     if (!ev) return; /* out of memory: the event is lost, the state is not */
     log_debug(e->cfg.log_level, "event %llu: %s %s", ev->seq, ev->kind, ev->base_url);
