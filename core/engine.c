@@ -86,6 +86,10 @@ static void on_member_change(void *ctx, const char *url, size_t url_len, bool se
         kind = EVENT_LEFT;
     else kind = EVENT_OFFLINE;
     /* `dropped` (over the state's limit) or past the horizon, the event is the same: gone. */
+    if (!e->events.ring.keep && !e->events.host_fn && !e->events.notify && !policy_has_on_change(e->pol)) {
+        events_count(&e->events.ring, kind); /* a simulated node nobody listens to: no strings */
+        return;
+    }
     const shazbot_event *ev = events_add(&e->events.ring, kind, url, url_len, engine_now(e), before, after);
     if (!ev) return; /* out of memory: the event is lost, the state is not */
     log_debug(e->cfg.log_level, "event %llu: %s %s", ev->seq, ev->kind, ev->base_url);

@@ -74,6 +74,12 @@ const shazbot_event *events_add(event_ring *r, event_kind kind, const char *url,
     return &e->ev;
 }
 
+void events_count(event_ring *r, event_kind kind) {
+    if (!r->next_seq) r->next_seq = 1;
+    r->next_seq++;
+    r->counts[kind]++;
+}
+
 void events_write(const event_ring *r, uint64_t after, size_t max, buf *out) {
     uint64_t last = r->slot ? events_last(r) : 0;
     /* Asked after an event this node never had: a watcher of an earlier run of the node, at

@@ -56,6 +56,10 @@ void events_free(event_ring *r);
 const shazbot_event *events_add(event_ring *r, event_kind kind, const char *url, size_t url_len, int64_t at_ms,
                                 member_view before, member_view after);
 
+/* Numbers and counts an event that nobody is to be told of (nothing kept, no hook, no
+ * callback: the simulator's engines), without building it. */
+void events_count(event_ring *r, event_kind kind);
+
 /* Writes {"events":[...],"next":N,"missed":M}: the events with seq > after still held, at most
  * `max` of them; `next` is the seq to ask after the next time (the last one written, or
  * `after` when none), `missed` how many events after `after` the ring no longer holds. An

@@ -481,6 +481,8 @@ static void push_event_arg(policy *p, void *ctx, int *nargs) {
 
 static const char *accept_anything(policy *p, void *ctx) { return NULL; }
 
+bool policy_has_on_change(const policy *p) { return p->user_on_change; }
+
 void policy_on_change(policy *p, const shazbot_event *ev) {
     if (!p->user_on_change) return;
     if (call_hook(p, "on_change", push_event_arg, accept_anything, (void *)ev)) lua_pop(p->L, 1);

@@ -60,6 +60,8 @@ uint64_t policy_failures(const policy *p);
  * has one; its answer is ignored, a failure counted like any hook's. */
 struct shazbot_event;
 void policy_on_change(policy *p, const struct shazbot_event *ev);
+/* Whether policy_on_change would call anything. */
+bool policy_has_on_change(const policy *p);
 
 
 /* True while one of the policy's hooks runs: a host's hook must not step, shut down or free
