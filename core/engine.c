@@ -60,17 +60,56 @@ static bool merge_answer(engine *e, const transfer_result *r, wire_kind kind, co
         log_debug(e->cfg.log_level, "%s: %s", from, r->ok ? "non-2xx answer" : r->error);
         return false;
     }
+    /* What a peer's answer says of the peer is its own word (events: "left"); `from` is its
+     * URL for the answers of a round, a probe or a confirmation, a description otherwise,
+     * which names no record. */
+    const char *speaker = e->events.speaker;
+    e->events.speaker = from;
     if (r->records) {
         engine_merge(e, r->records, r->record_count);
-        return true;
-    }
-    if (!wire_parse(r->body, r->body_len, kind, &msg, why, sizeof why)) {
+    } else if (!wire_parse(r->body, r->body_len, kind, &msg, why, sizeof why)) {
+        e->events.speaker = speaker;
         log_warn(e->cfg.log_level, "%s: answer refused: %s", from, why);
         return false;
+    } else {
+        engine_merge(e, msg.entries, msg.count);
+        wire_message_free(&msg);
     }
-    engine_merge(e, msg.entries, msg.count);
-    wire_message_free(&msg);
+    e->events.speaker = speaker;
     return true;
+}
+
+/* ---- change events: derived here only ---------------------------------------------------- */
+
+/* The membership's change hook: classifies each change (events.h), stores it, and delivers it
+ * to the policy hook, the host's callback and the listener, in that order, before the merge
+ * goes on: every way sees the same sequence. */
+static void on_member_change(void *ctx, const char *url, size_t url_len, bool self, bool dropped,
+                             member_view before, member_view after) {
+    engine *e = ctx;
+    event_kind kind;
+    if (self) kind = EVENT_SELF;
+    else if (!after.known) kind = EVENT_PURGED;
+    else if (!before.known) {
+        if (after.status != MEMBER_ONLINE) return; /* first learnt offline: no change of anything known */
+        kind = EVENT_JOIN;
+    } else if (after.status == MEMBER_ONLINE) kind = EVENT_ALIVE;
+    else if (e->events.cause == EVENT_CAUSE_VERDICT) kind = EVENT_FAILED;
+    else if (e->events.cause == EVENT_CAUSE_CLAIM) kind = EVENT_OFFLINE;
+    else if (e->events.speaker && strlen(e->events.speaker) == url_len && memcmp(e->events.speaker, url, url_len) == 0)
+        kind = EVENT_LEFT;
+    else kind = EVENT_OFFLINE;
+    /* `dropped` (over the state's limit) or past the horizon, the event is the same: gone. */
+    if (!e->events.ring.keep && !e->events.host_fn && !e->events.notify && !policy_has_on_change(e->pol)) {
+        events_count(&e->events.ring, kind); /* a simulated node nobody listens to: no strings */
+        return;
+    }
+    const shazbot_event *ev = events_add(&e->events.ring, kind, url, url_len, engine_now(e), before, after);
+    if (!ev) return; /* out of memory: the event is lost, the state is not */
+    log_debug(e->cfg.log_level, "event %llu: %s %s", ev->seq, ev->kind, ev->base_url);
+    policy_on_change(e->pol, ev);
+    if (e->events.host_fn) e->events.host_fn(ev, e->events.host_arg);
+    if (e->events.notify) e->events.notify(e->events.notify_ctx);
 }
 
 static void ask_confirmations(engine *e);
@@ -338,7 +377,10 @@ static int64_t verdict_stamp(engine *e) {
 /* Moves `url` offline (stamped by verdict_stamp), tells the observer and pushes the verdict;
  * false when it was not an online peer. */
 static bool give_verdict(engine *e, const char *url) {
-    if (!membership_mark_offline(e->m, url, strlen(url), verdict_stamp(e))) return false;
+    e->events.cause = EVENT_CAUSE_VERDICT;
+    bool marked = membership_mark_offline(e->m, url, strlen(url), verdict_stamp(e));
+    e->events.cause = EVENT_CAUSE_MERGE;
+    if (!marked) return false;
     e->metrics.verdicts++;
     log_info(e->cfg.log_level, "peer %s failed twice: now offline", url);
     if (e->observer.peer_failed) e->observer.peer_failed(e->observer.ctx, url);
@@ -462,7 +504,9 @@ static void release_confirm(node_confirm *slot) {
 static void apply_claim(engine *e, node_confirm *slot) {
     const member *p = membership_find(e->m, slot->peer, strlen(slot->peer));
     if (!p || p->status != MEMBER_ONLINE || p->last_update >= slot->claimed) return;
+    e->events.cause = EVENT_CAUSE_CLAIM;
     membership_mark_offline(e->m, slot->peer, strlen(slot->peer), slot->claimed);
+    e->events.cause = EVENT_CAUSE_MERGE;
     e->confirms.confirmed++;
     log_info(e->cfg.log_level, "peer %s, reported offline, did not answer: now offline", slot->peer);
 }
@@ -652,6 +696,8 @@ bool engine_init(engine *e, const shazbot_settings *s, engine_clock clock, engin
         membership_set_limit(e->m, engine_state_limit(e->cfg.max_body));
         e->m->offline_claim = hold_offline_claim;
         e->m->offline_claim_ctx = e;
+        e->m->change = on_member_change;
+        e->m->change_ctx = e;
     }
     for (size_t i = 0; ok && i < ENGINE_TIMER_COUNT; i++)
         ok = (*timer_slot(e, i) = clock.timer_new(clock.ctx, engine_timers[i].fire, e)) != NULL;
@@ -670,6 +716,7 @@ void engine_destroy(engine *e) {
     free(e->round.watched);
     free(e->probe.peer);
     for (int i = 0; i < ENGINE_CONFIRMS; i++) release_confirm(&e->confirms.slot[i]);
+    events_free(&e->events.ring);
     config_free(&e->cfg);
     *e = (engine){0};
 }
@@ -688,10 +735,11 @@ int engine_start(engine *e) {
 void engine_take_gossip(engine *e, const member_update *u, size_t count, const char *sender) {
     membership_refresh_self(e->m, engine_now(e));
     /* A goodbye comes straight from the node leaving: its own word (hold_offline_claim). */
-    const char *answering = e->confirms.answering;
-    if (sender) e->confirms.answering = sender;
+    const char *answering = e->confirms.answering, *speaker = e->events.speaker;
+    if (sender) e->confirms.answering = e->events.speaker = sender;
     engine_merge(e, u, count);
     e->confirms.answering = answering;
+    e->events.speaker = speaker;
 }
 
 bool engine_serving(const engine *e) { return e->state == NODE_RUNNING || e->state == NODE_STOPPING; }

@@ -6,13 +6,19 @@
 #include "engine.h"
 #include "http_server.h"
 #include "metrics.h"
+#include "log.h"
+#include "secret.h"
 #include "requests.h"
 
+#include <event2/event.h>
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <sys/queue.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-typedef enum { ROUTE_GOSSIP, ROUTE_LIST, ROUTE_CONTROL, ROUTE_HAPPY, ROUTE_HAPPY_QUICK, ROUTE_METRICS, ROUTE_NONE } route;
+typedef enum { ROUTE_GOSSIP, ROUTE_LIST, ROUTE_CONTROL, ROUTE_EVENTS, ROUTE_HAPPY, ROUTE_HAPPY_QUICK, ROUTE_METRICS, ROUTE_NONE } route;
 
 static route find_route(const shazbot *node, const char *path) {
     if (strcmp(path, "/happy") == 0) return ROUTE_HAPPY;
@@ -25,6 +31,7 @@ static route find_route(const shazbot *node, const char *path) {
     if (strcmp(path, "clustershazbot/gossip") == 0) return ROUTE_GOSSIP;
     if (strcmp(path, "clustershazbot/list") == 0) return ROUTE_LIST;
     if (strcmp(path, "clustershazbot/control") == 0) return ROUTE_CONTROL;
+    if (strcmp(path, "clustershazbot/events") == 0) return ROUTE_EVENTS;
     return ROUTE_NONE;
 }
 
@@ -114,6 +121,136 @@ static bool read_body(shazbot *node, struct evhttp_request *req, route r, const 
     return true;
 }
 
+/* ---- GET clustershazbot/events: a long poll --------------------------------------------------
+ * With `wait=S` (seconds, at most EVENTS_WAIT_MAX) a request that finds no event after its
+ * `after` is held until one comes or the wait ends, then answered as without it: a watcher
+ * gets each event at once without asking in a loop. At most EVENTS_WAITERS are held; the
+ * others are answered at once. The wait stays under evhttp's 10 s idle timeout; a client that
+ * goes away meanwhile leaves its request to evhttp, which frees it at the answer. */
+#define EVENTS_WAITERS 64
+#define EVENTS_WAIT_MAX 5.0
+
+typedef struct events_waiter {
+    struct evhttp_request *req; /* NULL: a free slot */
+    uint64_t after;
+    struct event *timer;
+    struct events_waiting *all;
+} events_waiter;
+
+struct events_waiting {
+    shazbot *node;
+    struct event *wake; /* made active by an event: the held requests are answered on the loop,
+                           not inside the merge that made the event */
+    events_waiter slot[EVENTS_WAITERS];
+};
+
+static void answer_waiter(events_waiter *w) {
+    shazbot *node = w->all->node;
+    buf out = {0};
+    events_write(&node->e.events.ring, w->after, EVENTS_PAGE, &out);
+    struct evhttp_request *req = w->req;
+    event_free(w->timer);
+    *w = (events_waiter){.all = w->all};
+    http_server_answer(node->listener.server, req, 200, &out);
+}
+
+static void on_waiter_timeout(evutil_socket_t fd, short what, void *arg) { answer_waiter(arg); }
+
+static void on_events_wake(evutil_socket_t fd, short what, void *arg) {
+    struct events_waiting *all = arg;
+    uint64_t last = events_last(&all->node->e.events.ring);
+    for (int i = 0; i < EVENTS_WAITERS; i++)
+        if (all->slot[i].req && all->slot[i].after < last) answer_waiter(&all->slot[i]);
+}
+
+static void notify_waiters(void *ctx) {
+    struct events_waiting *all = ctx;
+    event_active(all->wake, EV_TIMEOUT, 0);
+}
+
+static struct events_waiting *waiting_new(shazbot *node) {
+    struct events_waiting *all = calloc(1, sizeof *all);
+    if (!all) return NULL;
+    all->node = node;
+    for (int i = 0; i < EVENTS_WAITERS; i++) all->slot[i].all = all;
+    if (!(all->wake = event_new(node->base, -1, 0, on_events_wake, all))) {
+        free(all);
+        return NULL;
+    }
+    node->e.events.notify = notify_waiters;
+    node->e.events.notify_ctx = all;
+    return all;
+}
+
+/* Answers whatever is held (evhttp_free would free the requests unanswered). */
+static void waiting_free(shazbot *node) {
+    struct events_waiting *all = node->listener.waiting;
+    if (!all) return;
+    for (int i = 0; i < EVENTS_WAITERS; i++)
+        if (all->slot[i].req) answer_waiter(&all->slot[i]);
+    node->e.events.notify = NULL;
+    node->e.events.notify_ctx = NULL;
+    event_free(all->wake);
+    free(all);
+    node->listener.waiting = NULL;
+}
+
+/* Holds `req` when it asks to wait and nothing is there yet; false when it is to be answered now. */
+static bool hold_events_request(shazbot *node, struct evhttp_request *req, const char *after_text,
+                                const char *wait_text) {
+    uint64_t after;
+    char *end;
+    double wait = wait_text ? strtod(wait_text, &end) : 0;
+    struct events_waiting *all = node->listener.waiting;
+    if (!all || !wait_text || *end || !(wait > 0) || !requests_events_after(after_text, &after) ||
+        after != events_last(&node->e.events.ring))
+        return false; /* events there already (or an earlier run's number): at once */
+    if (wait > EVENTS_WAIT_MAX) wait = EVENTS_WAIT_MAX;
+    for (int i = 0; i < EVENTS_WAITERS; i++) {
+        events_waiter *w = &all->slot[i];
+        if (w->req) continue;
+        struct timeval tv = {(time_t)wait, (suseconds_t)((wait - (double)(time_t)wait) * 1e6)};
+        if (!(w->timer = evtimer_new(node->base, on_waiter_timeout, w)) || evtimer_add(w->timer, &tv) != 0) {
+            if (w->timer) event_free(w->timer);
+            w->timer = NULL;
+            return false;
+        }
+        w->req = req;
+        w->after = after;
+        return true;
+    }
+    return false;
+}
+
+/* GET clustershazbot/events?after=N[&wait=S]: `after` and `wait` read from the query, other
+ * parameters ignored. Returns 0 when the request is held (answered later), else its status. */
+static int answer_events(shazbot *node, struct evhttp_request *req, const struct evhttp_uri *uri, const char *auth,
+                         buf *out) {
+    const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
+    struct evkeyvalq params;
+    TAILQ_INIT(&params);
+    if (query && evhttp_parse_query_str(query, &params) != 0) {
+        wire_write_error(out, "the query is not a form of name=value pairs");
+        return 400;
+    }
+    const char *after = evhttp_find_header(&params, "after"), *wait = evhttp_find_header(&params, "wait");
+    char *end = NULL;
+    double seconds = wait ? strtod(wait, &end) : 0;
+    int status;
+    if (wait && (end == wait || *end || !(seconds >= 0 && seconds <= 3600)) && secret_matches(auth, node->e.cfg.control_secret)) {
+        wire_write_error(out, "wait: expected a number of seconds (held at most 5)");
+        status = 400;
+    } else {
+        status = requests_events(&node->e, auth, after, out);
+    }
+    if (status == 200 && hold_events_request(node, req, after, wait)) {
+        buf_free(out);
+        status = 0;
+    }
+    evhttp_clear_headers(&params);
+    return status;
+}
+
 static void on_request(struct evhttp_request *req, void *arg) {
     shazbot *node = arg;
     http_server *server = node->listener.server;
@@ -144,6 +281,9 @@ static void on_request(struct evhttp_request *req, void *arg) {
         break;
     case ROUTE_CONTROL: status = requests_control(&node->e, auth, body.chunks, body.count, out); break;
     case ROUTE_LIST: answer_list(node, req, auth); return;
+    case ROUTE_EVENTS:
+        if (!(status = answer_events(node, req, uri, auth, out))) return; /* held */
+        break;
     case ROUTE_HAPPY: status = requests_happy(&node->e, auth, false, out); break;
     case ROUTE_METRICS:
         status = requests_metrics(&node->e, auth, out);
@@ -180,10 +320,13 @@ int http_listen(shazbot *node, const char *host, int port, char *err, size_t err
                              .count = count_answer,
                              .arg = node};
     node->listener.server = http_server_new(node->base, &o, host, port, err, err_len);
+    if (node->listener.server && !(node->listener.waiting = waiting_new(node)))
+        log_warn(node->e.cfg.log_level, "events: out of memory: GET clustershazbot/events answers at once");
     return node->listener.server ? 0 : -1;
 }
 
 void http_free(shazbot *node) {
+    waiting_free(node);
     http_server_free(node->listener.server);
     node->listener.server = NULL;
 }

@@ -64,6 +64,14 @@ static bool grow_buckets(membership *m) {
     return true;
 }
 
+static member_view view_of(const member *r) {
+    return (member_view){.known = true, .status = r->status, .last_update = r->last_update, .monitor = r->monitor};
+}
+
+static void tell_change(membership *m, const member *r, bool dropped, member_view before, member_view after) {
+    if (m->change) m->change(m->change_ctx, r->base_url, r->url_len, r == m->self, dropped, before, after);
+}
+
 static member *insert(membership *m, const char *url, size_t len, bool monitor,
                       int64_t last_update, member_status s) {
     if (m->count == m->capacity) {
@@ -95,8 +103,9 @@ static member *insert(membership *m, const char *url, size_t len, bool monitor,
     return r;
 }
 
-static void remove_at(membership *m, size_t i) {
+static void remove_at(membership *m, size_t i, bool dropped) {
     member *r = m->members[i];
+    tell_change(m, r, dropped, view_of(r), (member_view){0});
     size_t slot = r->hash & (m->bucket_count - 1);
     for (member **p = &m->buckets[slot]; *p; p = &(*p)->hash_next) {
         if (*p == r) {
@@ -173,12 +182,14 @@ member *membership_find(const membership *m, const char *url, size_t len) {
 }
 
 static void set_record(membership *m, member *r, bool monitor, int64_t last_update, member_status s) {
+    member_view before = view_of(r);
     r->monitor = monitor;
     r->last_update = last_update;
     m->online += (s == MEMBER_ONLINE) - (r->status == MEMBER_ONLINE);
     r->status = s;
     member_invalidate_wire(r);
     if (r != m->self) invalidate_peers_json(m);
+    if (before.status != s) tell_change(m, r, false, before, view_of(r));
 }
 
 /* The own record only moves forward in time, so that a change this node makes always beats
@@ -218,7 +229,9 @@ static merge_result merge_hashed(membership *m, const member_entry *e, member_st
         if (s == MEMBER_OFFLINE && r->status == MEMBER_ONLINE &&
             e->last_update >= r->last_update) {
             int64_t refute = e->last_update + 1 > now_ms ? e->last_update + 1 : now_ms;
+            member_view before = view_of(r);
             stamp_self(m, MEMBER_ONLINE, refute);
+            tell_change(m, r, false, before, view_of(r));
             m->stats.refutations++;
             return MERGE_SELF_REFUTED;
         }
@@ -230,6 +243,7 @@ static merge_result merge_hashed(membership *m, const member_entry *e, member_st
         /* A record first learned is only as much news as its own timestamp: a hand-written
          * master list's "lastUpdate": 0 says nothing of the peer being alive now. */
         r->heard_ms = e->last_update < now_ms ? e->last_update : now_ms;
+        tell_change(m, r, false, (member_view){0}, view_of(r));
         return MERGE_INSERTED;
     }
     if (e->last_update > r->last_update) {
@@ -268,7 +282,7 @@ size_t membership_enforce_limit(membership *m) {
     /* A little under the limit, so that a state at its limit does not sort itself again for
      * every record a message adds. */
     size_t target = m->max_wire_bytes - m->max_wire_bytes / 32, dropped = 0;
-    for (size_t i = 0; i < n && m->wire_bytes > target; i++, dropped++) remove_at(m, order[i]->index);
+    for (size_t i = 0; i < n && m->wire_bytes > target; i++, dropped++) remove_at(m, order[i]->index, true);
     free(order);
     m->stats.dropped_over_limit += dropped;
     return dropped;
@@ -346,7 +360,7 @@ size_t membership_purge(membership *m, int64_t now_ms) {
     for (size_t i = m->count; i-- > 0;) {
         member *r = m->members[i];
         if (r != m->self && r->status == MEMBER_OFFLINE && membership_expired(r->last_update, now_ms)) {
-            remove_at(m, i);
+            remove_at(m, i, false);
             removed++;
         }
     }

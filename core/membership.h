@@ -73,6 +73,23 @@ typedef struct membership_stats {
  * it now. */
 typedef bool (*offline_claim_fn)(void *ctx, const struct member *r, int64_t claimed_last_update);
 
+/* A record as it was or is, for a change hook: `known` false when there was none (inserted)
+ * or is none any more (removed). */
+typedef struct member_view {
+    bool known;
+    member_status status;
+    int64_t last_update;
+    bool monitor;
+} member_view;
+
+/* Told of every change that events are made of (engine.c classifies them): a record inserted,
+ * a record whose status changed, a record removed (purged, or dropped over the limit:
+ * `dropped`), and the own record refuting a claim (its status unchanged, its lastUpdate
+ * newer). Called after the change (a removal: just before the record is freed); must not change
+ * the membership. */
+typedef void (*member_change_fn)(void *ctx, const char *url, size_t url_len, bool self, bool dropped,
+                                 member_view before, member_view after);
+
 /* The most bytes one record can take in a gossip message, its separator included:
  * {"baseUrl":"<url>","monitor":false,"lastUpdate":-9223372036854775808}, */
 #define MEMBER_WIRE_OVERHEAD 66
@@ -104,6 +121,8 @@ typedef struct membership {
     peers_json peers[2]; /* by member_status */
     offline_claim_fn offline_claim; /* NULL: every claim applied at once */
     void *offline_claim_ctx;
+    member_change_fn change; /* NULL: nobody is told */
+    void *change_ctx;
 } membership;
 
 membership *membership_new(const char *self_url, bool self_monitor, int64_t now_ms,

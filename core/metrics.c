@@ -141,6 +141,7 @@ void metrics_write(buf *out, const engine *e) {
     for (size_t h = 0; h < POLICY_HOOKS; h++)
         labelled(out, "policy_failures_total", "hook", policy_hook_names[h], policy_hook_failures(e->pol, h));
     write_http(out, e);
-    /* Change events by kind (clustershazbot_events_total{kind=...}) are written here once
-     * the events of issue 12, part 1, count them. */
+    family(out, "events_total", "counter", "Change events of the membership, by kind (README, \"Events\").");
+    for (int k = 0; k < EVENT_KINDS; k++)
+        labelled(out, "events_total", "kind", event_kind_name((event_kind)k), e->events.ring.counts[k]);
 }

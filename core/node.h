@@ -13,6 +13,7 @@
 #include "clustershazbot.h"
 #include "config.h"
 #include "driver.h"
+#include "events.h"
 #include "membership.h"
 #include "policy.h"
 
@@ -165,6 +166,19 @@ typedef struct engine_observer {
     void (*peer_failed)(void *ctx, const char *url);
 } engine_observer;
 
+/* Change events (events.h), derived in one place: engine.c, on_member_change. */
+typedef enum { EVENT_CAUSE_MERGE, EVENT_CAUSE_VERDICT, EVENT_CAUSE_CLAIM } event_cause;
+typedef struct node_events {
+    event_ring ring;
+    event_cause cause;   /* what the change under way comes from */
+    const char *speaker; /* the node whose own word is being merged (its goodbye, its answer), or NULL */
+    void (*host_fn)(const shazbot_event *event, void *arg); /* the host's callback (shazbot_on_change) */
+    void *host_arg;
+    /* Told after each event, for the listener's waiting watchers (http.c); may be NULL. */
+    void (*notify)(void *ctx);
+    void *notify_ctx;
+} node_events;
+
 typedef struct engine {
     shazbot_settings cfg;
     engine_clock clock;
@@ -181,11 +195,14 @@ typedef struct engine {
     node_stats stats;
     node_metrics metrics;
     engine_observer observer;
+    node_events events;
 } engine;
 
 /* The node's own HTTP listener (http.c). */
+struct events_waiting;
 typedef struct node_listener {
     struct http_server *server; /* NULL until the node listens */
+    struct events_waiting *waiting; /* GET clustershazbot/events held until an event (http.c) */
     char *base_path;            /* the path of the base URL ("/" or "/prefix/"), under which the endpoints lie */
 } node_listener;
 

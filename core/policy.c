@@ -1,6 +1,7 @@
 /* policy: see policy.h. The state the hooks run in, and its budgets, are sandbox.c's. */
 #include "policy.h"
 
+#include "clustershazbot.h"
 #include "log.h"
 #include "sandbox.h"
 #include "wire.h"
@@ -24,6 +25,10 @@ struct policy {
     int user_ref;    /* the user's table, or LUA_NOREF */
     uint64_t failures;
     uint64_t hook_failures[POLICY_HOOKS]; /* the same, by policy_hook_names */
+    /* Whether the user's table has an on_change function: events are many (a master list of
+     * 10,000 records is 10,000 joins), and the default's does nothing, so none is called
+     * unless the user wants them. Looked up once, when the policy is made. */
+    bool user_on_change;
     log_level log_limit; /* the node's SHAZBOT_LOG_LEVEL (policy_set_log_level) */
 };
 
@@ -122,6 +127,23 @@ static policy *policy_alloc(sandbox *box, char *err, size_t err_len) {
 
 void policy_set_log_level(policy *p, log_level level) { p->log_limit = level; }
 
+static int find_on_change(lua_State *L) {
+    const policy *p = lua_touserdata(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->user_ref);
+    lua_getfield(L, -1, "on_change");
+    lua_pushboolean(L, lua_isfunction(L, -1));
+    return 1;
+}
+
+/* Protected and budgeted: a policy table's __index may be a function. */
+static void look_up_on_change(policy *p) {
+    if (p->user_ref == LUA_NOREF) return;
+    lua_pushcfunction(p->L, find_on_change);
+    lua_pushlightuserdata(p->L, p);
+    p->user_on_change = sandbox_pcall(p->box, 1, 1) == LUA_OK && lua_toboolean(p->L, -1);
+    lua_pop(p->L, 1);
+}
+
 policy *policy_new(const char *script, char *err, size_t err_len) {
     return policy_new_pooled(script, NULL, err, err_len);
 }
@@ -143,6 +165,7 @@ policy *policy_new_pooled(const char *script, block_pool *pool, char *err, size_
         char what[300];
         snprintf(what, sizeof what, "SHAZBOT_POLICY: \"%s\"", script);
         if ((p->user_ref = loaded_table_ref(L, what, err, err_len)) == LUA_NOREF) goto fail;
+        look_up_on_change(p);
     }
     lua_settop(L, 0);
     return p;
@@ -165,6 +188,7 @@ policy *policy_new_hosted(lua_State *host, int hooks_index, char *err, size_t er
         policy_free(p);
         return NULL;
     }
+    look_up_on_change(p);
     return p;
 }
 
@@ -181,7 +205,7 @@ uint64_t policy_failures(const policy *p) { return p->failures; }
 
 const char *const policy_hook_names[POLICY_HOOKS] = {
     "gossip_target", "probe_target",  "bootstrap_targets", "shutdown_targets", "gossip_delay",
-    "announce_delay", "health", "health_checks", "other",
+    "announce_delay", "health", "health_checks", "on_change", "other",
 };
 
 uint64_t policy_hook_failures(const policy *p, size_t hook) { return hook < POLICY_HOOKS ? p->hook_failures[hook] : 0; }
@@ -440,6 +464,48 @@ double policy_gossip_delay(policy *p, double interval) {
 double policy_announce_delay(policy *p, double minimum, double interval) {
     delay_args args = {minimum, interval, 2};
     return delay_hook(p, "announce_delay", &args, minimum + interval > 0 ? minimum + interval : 1);
+}
+
+/* ---- change events ----------------------------------------------------------------------- */
+
+static void push_side(lua_State *L, const char *name, int has, int online, int monitor, long long last_update) {
+    if (!has) return; /* nil */
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, online ? "online" : "offline");
+    lua_setfield(L, -2, "status");
+    lua_pushinteger(L, (lua_Integer)last_update);
+    lua_setfield(L, -2, "lastUpdate");
+    lua_pushboolean(L, monitor);
+    lua_setfield(L, -2, "monitor");
+    lua_setfield(L, -2, name);
+}
+
+void policy_push_event(lua_State *L, const shazbot_event *ev) {
+    lua_createtable(L, 0, 6);
+    lua_pushinteger(L, (lua_Integer)ev->seq);
+    lua_setfield(L, -2, "seq");
+    lua_pushstring(L, ev->kind);
+    lua_setfield(L, -2, "kind");
+    lua_pushstring(L, ev->base_url);
+    lua_setfield(L, -2, "baseUrl");
+    lua_pushinteger(L, (lua_Integer)ev->time_ms);
+    lua_setfield(L, -2, "time");
+    push_side(L, "before", ev->has_before, ev->before_online, ev->before_monitor, ev->before_last_update);
+    push_side(L, "after", ev->has_after, ev->after_online, ev->after_monitor, ev->after_last_update);
+}
+
+static void push_event_arg(policy *p, void *ctx, int *nargs) {
+    policy_push_event(p->L, ctx);
+    *nargs = 1;
+}
+
+static const char *accept_anything(policy *p, void *ctx) { return NULL; }
+
+bool policy_has_on_change(const policy *p) { return p->user_on_change; }
+
+void policy_on_change(policy *p, const shazbot_event *ev) {
+    if (!p->user_on_change) return;
+    if (call_hook(p, "on_change", push_event_arg, accept_anything, (void *)ev)) lua_pop(p->L, 1);
 }
 
 /* ---- Lua values as JSON ------------------------------------------------------------------ */

@@ -59,7 +59,7 @@ uint64_t policy_failures(const policy *p);
 
 /* The hooks by name, for the failures by hook of /metrics; a hook not listed (one added by a
  * later feature before it is named here) is counted under the last, "other". */
-#define POLICY_HOOKS 9
+#define POLICY_HOOKS 10
 extern const char *const policy_hook_names[POLICY_HOOKS];
 uint64_t policy_hook_failures(const policy *p, size_t hook);
 
@@ -71,6 +71,12 @@ void policy_health_checks(policy *p, const health_info *info, char ***names, siz
 
 /* Marks the table on top of the stack as a JSON array: an empty one encodes as []. */
 void policy_mark_array(lua_State *L);
+/* Runs the on_change hook on `ev` (clustershazbot.h, shazbot_event) when the user's policy
+ * has one; its answer is ignored, a failure counted like any hook's. */
+struct shazbot_event;
+void policy_on_change(policy *p, const struct shazbot_event *ev);
+/* Whether policy_on_change would call anything. */
+bool policy_has_on_change(const policy *p);
 
 
 /* True while one of the policy's hooks runs: a host's hook must not step, shut down or free
@@ -88,6 +94,9 @@ policy *policy_new_hosted(lua_State *host, int hooks_index, char *err, size_t er
 /* Pushes the records of status `s` (this node's own too, with `with_self`) as a sequence of
  * records as the hooks see them, marked as a JSON array (policy_encode_json). */
 void policy_push_records(lua_State *L, const membership *m, member_status s, bool with_self);
+
+/* Pushes an event as on_change sees it: { seq =, kind =, baseUrl =, time =, before =, after = }. */
+void policy_push_event(lua_State *L, const struct shazbot_event *ev);
 
 /* Pushes a record as the hooks see it: { baseUrl =, monitor =, lastUpdate = }. */
 void policy_push_record(lua_State *L, const member *r);

@@ -59,6 +59,25 @@ unsigned requests_list_flags(engine *e, const char *auth) {
     return secret_matches(auth, e->cfg.control_secret) ? WIRE_WITH_OFFLINE : 0;
 }
 
+bool requests_events_after(const char *after, uint64_t *out) {
+    *out = 0;
+    if (!after) return true;
+    if (!*after || strlen(after) > 19) return false;
+    for (const char *c = after; *c; c++) {
+        if (*c < '0' || *c > '9') return false;
+        *out = *out * 10 + (uint64_t)(*c - '0');
+    }
+    return true;
+}
+
+int requests_events(engine *e, const char *auth, const char *after, buf *out) {
+    if (!secret_matches(auth, e->cfg.control_secret)) return error(out, 401, "wrong or missing control secret");
+    uint64_t seq;
+    if (!requests_events_after(after, &seq)) return error(out, 400, "after: expected a decimal event number");
+    events_write(&e->events.ring, seq, EVENTS_PAGE, out);
+    return 200;
+}
+
 int requests_list(engine *e, const char *auth, buf *out) {
     if (!engine_serving(e)) return error(out, 503, "engine not started");
     wire_write_list(out, e->m, requests_list_flags(e, auth));

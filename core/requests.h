@@ -37,6 +37,12 @@ int requests_control(engine *e, const char *auth, const wire_chunk *body, size_t
 int requests_happy(engine *e, const char *auth, bool quick, buf *out);
 /* /metrics, in Prometheus's text format (metrics.c), under HAPPY_SECRET's rules as /happy. */
 int requests_metrics(engine *e, const char *auth, buf *out);
+/* GET clustershazbot/events?after=N: the change events after N (events_write), for the control
+ * secret only (they name offline members). `after`: the query's value, NULL for 0; anything but
+ * a decimal number is a 400. Answered in every state: a watcher sees the node leave. */
+int requests_events(engine *e, const char *auth, const char *after, buf *out);
+/* Reads an `after` value as requests_events does: false when it is not a decimal number. */
+bool requests_events_after(const char *after, uint64_t *out);
 /* Counts one answer of `status` in the per-second figures. */
 void requests_count(engine *e, int status);
 

@@ -56,6 +56,7 @@ static shazbot *create(const shazbot_settings *s, struct event_base *base, lua_S
     }
     if (!engine_init(&node->e, s, evclock_clock(node->clock), transfer_transport(node->pool), pol, err, err_len))
         goto fail;
+    node->e.events.ring.keep = true; /* for GET clustershazbot/events and shazbot_events */
     return node;
 fail:
     shazbot_free(node);
@@ -214,6 +215,23 @@ void shazbot_happy_request(shazbot *node, const char *auth, int quick, shazbot_r
 void shazbot_metrics_request(shazbot *node, const char *auth, shazbot_response *out) {
     buf b = {0};
     respond(node, requests_metrics(&node->e, auth, &b), &b, out);
+}
+
+void shazbot_on_change(shazbot *node, void (*fn)(const shazbot_event *event, void *arg), void *arg) {
+    node->e.events.host_fn = fn;
+    node->e.events.host_arg = arg;
+}
+
+void shazbot_events(shazbot *node, unsigned long long after, shazbot_response *out) {
+    buf b = {0};
+    events_write(&node->e.events.ring, after, EVENTS_PAGE, &b);
+    out->status = 200;
+    out->body = buf_take(&b, &out->body_len);
+    if (!out->body) {
+        out->status = 500;
+        out->body = strdup("{\"error\":\"out of memory\"}");
+        out->body_len = out->body ? strlen(out->body) : 0;
+    }
 }
 
 void shazbot_response_free(shazbot_response *r) {

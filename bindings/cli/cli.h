@@ -7,6 +7,7 @@ int cli_store(int argc, char **argv);
 int cli_members(int argc, char **argv);
 int cli_control(int argc, char **argv);
 int cli_health(int argc, char **argv);
+int cli_watch(int argc, char **argv);
 int cli_simulate(int argc, char **argv);
 
 #endif

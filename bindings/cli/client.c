@@ -7,6 +7,7 @@
 #include "members_table.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +47,22 @@ static const char *const health_usage =
     "Default: --url from SHAZBOT_BASE_URL; the Authorization header is HAPPY_SECRET when it is\n"
     "set and not \"none\".\n"
     "Exit status: 0 success, 1 the node refused or could not be reached, 2 bad usage.\n";
+
+static const char *const watch_usage =
+    "usage: clustershazbot watch [--url URL] [--control-secret S] [--json] [--after N]\n"
+    "                            [--count N] [--interval SECONDS]\n"
+    "\n"
+    "Streams the node's change events (join, alive, failed, left, offline, purged, self), one\n"
+    "line each, as the node saw them: time, kind, base URL, status before -> after. --json\n"
+    "prints each event as the node gives it, one JSON object a line. It asks the node's\n"
+    "GET clustershazbot/events for the events after the last one seen, which the node holds\n"
+    "until one comes (5 s at most; a node that answers at once is asked every --interval\n"
+    "seconds, default 0.25): from --after N (default 0: every event the node still holds,\n"
+    "the last 4096). Events the node no longer held when asked are reported on stderr as missed.\n"
+    "--count N exits after N events. Defaults: --url from SHAZBOT_BASE_URL, --control-secret\n"
+    "from SHAZBOT_CONTROL_SECRET (required: events name offline members).\n"
+    "Exit status: 0 after --count events, 1 the node could not be asked or refused the\n"
+    "secret, 2 bad usage.\n";
 
 /* What a subcommand accepts besides --help. */
 enum {
@@ -322,4 +339,185 @@ int cli_health(int argc, char **argv) {
     yajl_tree_free(doc);
     free(raw.data);
     return ok ? 0 : 1;
+}
+
+/* ---- watch --------------------------------------------------------------------------------
+ * Polling with sequence numbers rather than a connection held open: each answer says which
+ * event to ask after next, so a watcher that polls late loses nothing the node still holds,
+ * and is told how many it lost past that. */
+
+/* Writes a parsed value back as compact JSON (the events as the node wrote them). */
+static void gen_value(yajl_gen g, yajl_val v) {
+    if (YAJL_IS_OBJECT(v)) {
+        yajl_gen_map_open(g);
+        for (size_t i = 0; i < v->u.object.len; i++) {
+            yajl_gen_string(g, (const unsigned char *)v->u.object.keys[i], strlen(v->u.object.keys[i]));
+            gen_value(g, v->u.object.values[i]);
+        }
+        yajl_gen_map_close(g);
+    } else if (YAJL_IS_ARRAY(v)) {
+        yajl_gen_array_open(g);
+        for (size_t i = 0; i < v->u.array.len; i++) gen_value(g, v->u.array.values[i]);
+        yajl_gen_array_close(g);
+    } else if (YAJL_IS_STRING(v)) {
+        yajl_gen_string(g, (const unsigned char *)v->u.string, strlen(v->u.string));
+    } else if (YAJL_IS_NUMBER(v)) {
+        yajl_gen_number(g, v->u.number.r, strlen(v->u.number.r));
+    } else if (YAJL_IS_TRUE(v) || YAJL_IS_FALSE(v)) {
+        yajl_gen_bool(g, YAJL_IS_TRUE(v));
+    } else {
+        yajl_gen_null(g);
+    }
+}
+
+static const char *field_string(yajl_val v, const char *name) {
+    const char *path[] = {name, NULL};
+    yajl_val s = yajl_tree_get(v, path, yajl_t_string);
+    return s ? YAJL_GET_STRING(s) : NULL;
+}
+
+static bool field_integer(yajl_val v, const char *name, long long *out) {
+    const char *path[] = {name, NULL};
+    yajl_val n = yajl_tree_get(v, path, yajl_t_number);
+    if (!n || !YAJL_IS_INTEGER(n)) return false;
+    *out = YAJL_GET_INTEGER(n);
+    return true;
+}
+
+static const char *side_status(yajl_val event, const char *side) {
+    const char *path[] = {side, "status", NULL};
+    yajl_val s = yajl_tree_get(event, path, yajl_t_string);
+    return s ? YAJL_GET_STRING(s) : "-";
+}
+
+/* One line: 2026-12-02T15:50:01.123Z  join     http://10.0.0.7:3000/  - -> online */
+static void print_event_line(yajl_val event) {
+    long long time_ms = 0;
+    field_integer(event, "time", &time_ms);
+    time_t seconds = (time_t)(time_ms / 1000);
+    struct tm tm;
+    char when[32] = "?";
+    if (gmtime_r(&seconds, &tm)) strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+    const char *kind = field_string(event, "kind"), *url = field_string(event, "baseUrl");
+    printf("%s.%03lldZ  %-8s %s  %s -> %s\n", when, time_ms % 1000, kind ? kind : "?", url ? url : "?",
+           side_status(event, "before"), side_status(event, "after"));
+}
+
+static bool print_event_json(yajl_val event) {
+    yajl_gen g = yajl_gen_alloc(NULL);
+    if (!g) return false;
+    gen_value(g, event);
+    const unsigned char *out;
+    size_t len;
+    bool ok = yajl_gen_get_buf(g, &out, &len) == yajl_gen_status_ok;
+    if (ok) printf("%.*s\n", (int)len, (const char *)out);
+    yajl_gen_free(g);
+    return ok;
+}
+
+static bool parse_count(const char *text, unsigned long long *out) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno || end == text || *end || text[0] == '-') return false;
+    *out = v;
+    return true;
+}
+
+int cli_watch(int argc, char **argv) {
+    if (cli_wants_help(argc, argv, watch_usage)) return 0;
+    /* --after, --count and --interval are watch's own; the rest are parse_options'. */
+    char **rest = calloc((size_t)argc + 1, sizeof *rest);
+    if (!rest) return 1;
+    int n = 0;
+    rest[n++] = argv[0];
+    unsigned long long after = 0, count = 0;
+    double interval = 0.25;
+    for (int i = 1; i < argc; i++) {
+        bool ours = strcmp(argv[i], "--after") == 0 || strcmp(argv[i], "--count") == 0 ||
+                    strcmp(argv[i], "--interval") == 0;
+        if (!ours) {
+            rest[n++] = argv[i];
+            continue;
+        }
+        char *end = NULL;
+        bool ok = i + 1 < argc;
+        if (ok && argv[i][2] == 'a') ok = parse_count(argv[i + 1], &after);
+        else if (ok && argv[i][2] == 'c') ok = parse_count(argv[i + 1], &count) && count > 0;
+        else if (ok) {
+            interval = strtod(argv[i + 1], &end);
+            ok = end != argv[i + 1] && !*end && interval >= 0.01 && interval <= 3600;
+        }
+        if (!ok) {
+            fprintf(stderr, "clustershazbot watch: %s needs %s\n%s", argv[i],
+                    argv[i][2] == 'i' ? "a number of seconds between 0.01 and 3600"
+                    : argv[i][2] == 'c' ? "a whole number above 0" : "a whole number",
+                    watch_usage);
+            free(rest);
+            return 2;
+        }
+        i++;
+    }
+    options o = {0};
+    bool usable = parse_options(n, rest, TAKES_URL | TAKES_CONTROL_SECRET | TAKES_JSON, watch_usage, &o);
+    free(rest);
+    if (!usable) return 2;
+    if (!o.secret) {
+        fprintf(stderr, "clustershazbot watch: no control secret: give --control-secret or set SHAZBOT_CONTROL_SECRET\n%s",
+                watch_usage);
+        return 2;
+    }
+    char *base = endpoint(o.url, "clustershazbot/events", false);
+    if (!base) return 1;
+    unsigned long long seen = 0;
+    int rc = 1;
+    for (;;) {
+        char url[4096];
+        /* Held by the node until an event comes, for at most 5 s (a long poll). */
+        snprintf(url, sizeof url, "%s?after=%llu&wait=5", base, after);
+        struct timespec asked;
+        clock_gettime(CLOCK_MONOTONIC, &asked);
+        answer raw = {0};
+        yajl_val doc = ask("GET", url, o.secret, "--control-secret or SHAZBOT_CONTROL_SECRET", NULL, &raw);
+        const char *events_path[] = {"events", NULL};
+        yajl_val events = doc ? yajl_tree_get(doc, events_path, yajl_t_array) : NULL;
+        long long next, missed;
+        if (doc && (!events || !field_integer(doc, "next", &next) || !field_integer(doc, "missed", &missed))) {
+            fprintf(stderr, "clustershazbot watch: %s did not answer events: %.200s\n", url, raw.data);
+        }
+        bool ok = events && field_integer(doc, "next", &next) && field_integer(doc, "missed", &missed);
+        if (ok && missed > 0)
+            fprintf(stderr, "clustershazbot watch: %lld events missed (the node keeps the last 4096)\n", missed);
+        for (size_t i = 0; ok && i < events->u.array.len && (!count || seen < count); i++, seen++) {
+            if (o.json) ok = print_event_json(events->u.array.values[i]);
+            else print_event_line(events->u.array.values[i]);
+        }
+        if (ok) {
+            fflush(stdout);
+            if (next < 0 || (unsigned long long)next < after)
+                fprintf(stderr, "clustershazbot watch: the node started again: its events from the first\n");
+            after = (unsigned long long)next;
+        }
+        size_t got = events ? events->u.array.len : 0;
+        yajl_tree_free(doc);
+        free(raw.data);
+        if (!ok) break;
+        if (count && seen >= count) {
+            rc = 0;
+            break;
+        }
+        if (got > 0) continue; /* the next at once: the node holds the request until there is one */
+        /* Nothing, and sooner than asked: a node that does not hold requests, which is
+         * asked again after --interval. */
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double took = (double)(now.tv_sec - asked.tv_sec) + (double)(now.tv_nsec - asked.tv_nsec) / 1e9;
+        if (took < interval) {
+            double left = interval - took;
+            struct timespec pause = {(time_t)left, (long)((left - (double)(time_t)left) * 1e9)};
+            nanosleep(&pause, NULL);
+        }
+    }
+    free(base);
+    return rc;
 }

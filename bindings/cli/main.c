@@ -9,6 +9,9 @@
 #include "cli.h"
 #include "common.h"
 #include "notify.h"
+#include "on_change.h"
+
+#include <signal.h>
 
 #include <malloc.h>
 #include <stdio.h>
@@ -23,14 +26,18 @@ static const char *const usage =
     "  members  show a node's view of the cluster\n"
     "  control  take a node offline or bring it back online\n"
     "  health   show a node's /happy payload\n"
+    "  watch    stream a node's change events (join, failed, left, ...)\n"
     "  version  print the version\n"
     "\n"
     "'clustershazbot <command> --help' tells more about each.\n";
 
 static const char *const serve_usage =
-    "usage: clustershazbot serve\n"
+    "usage: clustershazbot serve [--on-change CMD]\n"
     "\n"
     "Runs a node until SIGTERM or SIGINT, then leaves the cluster gracefully (exit 0).\n"
+    "--on-change CMD runs `/bin/sh -c CMD` for each change event, with SHAZBOT_EVENT_KIND,\n"
+    "_URL, _SEQ, _TIME, _BEFORE, _AFTER, _LAST_UPDATE, _MONITOR and _JSON in its environment\n"
+    "and the event as a line of JSON on its stdin; at most 4 at once, 1024 more queued.\n"
     "Configuration comes from the environment; required: SHAZBOT_SECRET,\n"
     "SHAZBOT_CONTROL_SECRET, SHAZBOT_BASE_URL, SHAZBOT_MASTER_LIST,\n"
     "SHAZBOT_MASTER_LIST_UPDATE, SHAZBOT_MASTER_LIST_UPDATE_AUTH. See the README for the\n"
@@ -41,8 +48,15 @@ static const char *const serve_usage =
 
 static int serve(int argc, char **argv) {
     if (cli_wants_help(argc, argv, serve_usage)) return 0;
-    if (argc > 1) {
-        fprintf(stderr, "clustershazbot serve: unexpected argument '%s'\n%s", argv[1], serve_usage);
+    const char *on_change_command = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--on-change") == 0 && i + 1 < argc && argv[i + 1][0]) {
+            on_change_command = argv[++i];
+            continue;
+        }
+        fprintf(stderr, "clustershazbot serve: %s '%s'\n%s",
+                strcmp(argv[i], "--on-change") == 0 ? "missing command after" : "unexpected argument", argv[i],
+                serve_usage);
         return 2;
     }
     /* Every gossip answer is a buffer as large as the whole state (about 1 MB at 10,000
@@ -70,9 +84,24 @@ static int serve(int argc, char **argv) {
         shazbot_free(node);
         return 1;
     }
+    on_change *handlers = NULL;
+    if (on_change_command) {
+        if (!(handlers = on_change_new(shazbot_event_base(node), on_change_command, err, sizeof err))) {
+            fprintf(stderr, "clustershazbot serve: %s\n", err);
+            shazbot_free(node);
+            return 1;
+        }
+        signal(SIGPIPE, SIG_IGN); /* a handler that does not read its stdin */
+        shazbot_on_change(node, on_change_event, handlers);
+    }
     shazbot_start(node);
     cli_notify *notify = cli_notify_watch(node);
     int rc = shazbot_run(node, 1);
+    /* The handlers of the last events (this node leaving) get a moment to run. */
+    if (handlers) on_change_drain(handlers, 5);
+    /* The handlers' events live on the node's loop: they go first. */
+    shazbot_on_change(node, NULL, NULL);
+    on_change_free(handlers);
     cli_notify_end(notify);
     shazbot_free(node);
     return rc == 0 ? 0 : 1;
@@ -90,6 +119,7 @@ int main(int argc, char **argv) {
     if (strcmp(command, "members") == 0) return cli_members(argc - 1, argv + 1);
     if (strcmp(command, "control") == 0) return cli_control(argc - 1, argv + 1);
     if (strcmp(command, "health") == 0) return cli_health(argc - 1, argv + 1);
+    if (strcmp(command, "watch") == 0) return cli_watch(argc - 1, argv + 1);
     if (strcmp(command, "simulate") == 0) return cli_simulate(argc - 1, argv + 1);
     if (strcmp(command, "version") == 0 || strcmp(command, "--version") == 0) {
         printf("clustershazbot %s\n", SHAZBOT_VERSION);

@@ -12,12 +12,18 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <stdbool.h>
+#include <stdio.h>
 
 #define NODE_HANDLE "clustershazbot.node"
 #define SETTINGS_HANDLE "clustershazbot.settings"
 
 typedef struct node_box {
     shazbot *node;
+    /* node:on_change(fn): the function and the thread it is called on, both anchored in the
+     * registry (LUA_NOREF when none). The thread is the host's state's own, so that the call
+     * can be made while the host's code is inside node:step() or node:run(). */
+    lua_State *thread;
+    int thread_ref, fn_ref;
 } node_box;
 
 typedef struct settings_box {
@@ -87,7 +93,7 @@ static int l_node_new(lua_State *L) {
     if (hosted) luaL_checktype(L, 2, LUA_TTABLE);
     /* The userdata first: were it to fail for memory, no node would be left behind. */
     node_box *box = lua_newuserdatauv(L, sizeof *box, 0);
-    box->node = NULL;
+    *box = (node_box){.thread_ref = LUA_NOREF, .fn_ref = LUA_NOREF};
     luaL_setmetatable(L, NODE_HANDLE);
     char err[600];
     box->node = hosted ? shazbot_new_lua(s->settings, NULL, L, 2, err, sizeof err)
@@ -95,10 +101,18 @@ static int l_node_new(lua_State *L) {
     return box->node ? 1 : push_failure(L, err);
 }
 
+static void drop_on_change(lua_State *L, node_box *box) {
+    luaL_unref(L, LUA_REGISTRYINDEX, box->fn_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, box->thread_ref);
+    box->fn_ref = box->thread_ref = LUA_NOREF;
+    box->thread = NULL;
+}
+
 static int l_node_free(lua_State *L) {
     node_box *box = luaL_checkudata(L, 1, NODE_HANDLE);
     shazbot_free(box->node);
     box->node = NULL;
+    drop_on_change(L, box);
     return 0;
 }
 
@@ -118,6 +132,63 @@ static int l_listen(lua_State *L) {
     char err[300];
     if (shazbot_listen(node, luaL_optstring(L, 2, NULL), (int)luaL_optinteger(L, 3, 0), err, sizeof err) != 0)
         return push_failure(L, err);
+    return push_bool(L, true);
+}
+
+/* ---- change events ---------------------------------------------------------------------------- */
+
+static void push_side(lua_State *L, const char *name, int has, int online, int monitor, long long last_update) {
+    if (!has) return;
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, online ? "online" : "offline");
+    lua_setfield(L, -2, "status");
+    lua_pushinteger(L, (lua_Integer)last_update);
+    lua_setfield(L, -2, "lastUpdate");
+    lua_pushboolean(L, monitor);
+    lua_setfield(L, -2, "monitor");
+    lua_setfield(L, -2, name);
+}
+
+/* The C callback: the host's function with the event as the policy hook gets it. An error in
+ * it is reported on stderr and does not reach the engine. */
+static void deliver_event(const shazbot_event *ev, void *arg) {
+    node_box *box = arg;
+    lua_State *T = box->thread;
+    if (!T || !lua_checkstack(T, 4)) return;
+    lua_rawgeti(T, LUA_REGISTRYINDEX, box->fn_ref);
+    lua_createtable(T, 0, 6);
+    lua_pushinteger(T, (lua_Integer)ev->seq);
+    lua_setfield(T, -2, "seq");
+    lua_pushstring(T, ev->kind);
+    lua_setfield(T, -2, "kind");
+    lua_pushstring(T, ev->base_url);
+    lua_setfield(T, -2, "baseUrl");
+    lua_pushinteger(T, (lua_Integer)ev->time_ms);
+    lua_setfield(T, -2, "time");
+    push_side(T, "before", ev->has_before, ev->before_online, ev->before_monitor, ev->before_last_update);
+    push_side(T, "after", ev->has_after, ev->after_online, ev->after_monitor, ev->after_last_update);
+    if (lua_pcall(T, 1, 0, 0) != LUA_OK) {
+        fprintf(stderr, "clustershazbot: node:on_change function failed on event %llu: %s\n", ev->seq,
+                lua_isstring(T, -1) ? lua_tostring(T, -1) : "error object is not a string");
+        lua_pop(T, 1);
+    }
+}
+
+/* on_change(handle, fn | nil) */
+static int l_on_change(lua_State *L) {
+    shazbot *node = check_node(L);
+    node_box *box = lua_touserdata(L, 1);
+    drop_on_change(L, box);
+    if (lua_isnoneornil(L, 2)) {
+        shazbot_on_change(node, NULL, NULL);
+        return push_bool(L, true);
+    }
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    box->thread = lua_newthread(L);
+    box->thread_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, 2);
+    box->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    shazbot_on_change(node, deliver_event, box);
     return push_bool(L, true);
 }
 
@@ -197,6 +268,7 @@ static const luaL_Reg functions[] = {
     {"metrics_request", l_metrics_request},
     {"server_list", l_server_list},
     {"encode", l_encode},
+    {"on_change", l_on_change},
     {NULL, NULL},
 };
 

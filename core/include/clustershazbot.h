@@ -130,6 +130,41 @@ void shazbot_metrics_request(shazbot *node, const char *auth, shazbot_response *
 
 void shazbot_response_free(shazbot_response *r);
 
+/* ---- change events ----------------------------------------------------------------------------
+ * Every change of a record's status is an event, numbered from 1 in the order this node saw it
+ * (README, "Events"). `kind` is one of:
+ *   "join"     a peer first learnt online          "alive"   a peer offline here is online again
+ *   "failed"   this node moved the peer offline after its transfers failed
+ *   "left"     the peer said itself it is offline (its goodbye, or its own answer)
+ *   "offline"  learnt offline from another node    "purged"  an offline record forgotten
+ *   "self"     this node's own status: control online/offline, shutdown, or a refutation
+ * A record first learnt offline is no event; its purge, later, is. */
+typedef struct shazbot_event {
+    unsigned long long seq;
+    const char *kind;
+    const char *base_url;
+    long long time_ms; /* this node's clock when it saw the change, ms since the epoch */
+    /* The record before and after: has_* 0 when there was none (join) or is none (purged). */
+    int has_before, before_online, before_monitor;
+    long long before_last_update;
+    int has_after, after_online, after_monitor;
+    long long after_last_update;
+    /* The whole event as one line of JSON: {"seq":..,"kind":..,"baseUrl":..,"time":..,
+     * "before":{"status":"online","lastUpdate":..,"monitor":false}|null,"after":...}. */
+    const char *json;
+} shazbot_event;
+
+/* Called for each event as the engine derives it, after the Lua hook on_change; the event and
+ * its strings are valid during the call only. Like a policy hook, it runs inside the engine:
+ * it may read the node (shazbot_list_request) but must not step, shut down or free it. NULL
+ * fn: no callback. One callback per node; a second call replaces the first. */
+void shazbot_on_change(shazbot *node, void (*fn)(const shazbot_event *event, void *arg), void *arg);
+
+/* The events after `after` the node still holds (the last 4096), at most 512 per call, for a
+ * host that polls instead (the FFI binding): out->body is {"events":[...],"next":N,"missed":M},
+ * `next` to pass the next time, `missed` how many were lost past the ring. status 200. */
+void shazbot_events(shazbot *node, unsigned long long after, shazbot_response *out);
+
 #pragma GCC visibility pop
 
 #ifdef __cplusplus

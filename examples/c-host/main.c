@@ -21,6 +21,15 @@ static void on_stop_signal(int sig) {
 
 static void fail(const char *what, const char *err) { fprintf(stderr, "c-host: %s: %s\n", what, err); }
 
+/* Told of every change event (a member joined, failed, left, ...), as the engine derives it.
+ * It runs inside the engine: it reads what it is given and returns; it must not step, shut
+ * down or free the node. */
+static void on_change(const shazbot_event *event, void *arg) {
+    (void)arg;
+    printf("c-host: event %s\n", event->json); /* also: event->kind, event->base_url, ... */
+    fflush(stdout);
+}
+
 int main(void) {
     char err[512];
     shazbot_settings *settings = shazbot_settings_from_env(err, sizeof err);
@@ -54,6 +63,7 @@ int main(void) {
     sigaction(SIGINT, &stop, NULL);
     signal(SIGPIPE, SIG_IGN); /* a peer closing early must not kill the host */
 
+    shazbot_on_change(node, on_change, NULL);
     shazbot_start(node);
     printf("c-host: node running; SIGTERM leaves the cluster\n");
     fflush(stdout);

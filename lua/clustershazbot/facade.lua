@@ -16,6 +16,9 @@
 --   server_list(h, include_offline) -> { online = {...}, offline = {...} }
 --   encode(table) -> json | nil, why
 --   in_hook(h) -> true while a policy hook of the node runs (a host's hook calls back into it)
+--   on_change(h, fn | nil) -> true: fn(event) called by the engine as it derives each event;
+--   or, for a backend without it, events(h, after) -> { event... }, next, missed | nil, why,
+--   polled after each step
 --   version, and unsupported = { name = why } for what a backend cannot offer (functions
 --   above, or policy_functions: hooks given as a table of functions).
 --
@@ -93,6 +96,19 @@ local function new(backend, opts)
   return setmetatable({ _backend = backend, _handle = handle }, Node)
 end
 
+-- Delivers the events a polling backend holds after the last one delivered (see on_change).
+local function deliver_polled(node)
+  local fn, b, h = node._on_change, node._backend, node._handle
+  while fn and h do
+    local events, next_seq, missed = b.events(h, node._events_after)
+    if not events then return end
+    node._events_after = next_seq
+    if missed > 0 then fn({ kind = "missed", missed = missed }) end
+    for _, event in ipairs(events) do fn(event) end
+    if #events == 0 or not b.events_page or #events < b.events_page then return end
+  end
+end
+
 function Node:start()
   local h, b, call = handle_of(self, "start")
   if not b.start(h) then fail(call, "already started, or shut down", 2) end
@@ -106,6 +122,7 @@ function Node:shutdown()
   if not b.shutdown(h) then fail(call, "the node is not running (never started, or already shut down)", 2) end
   while not b.is_stopped(h) do
     if not b.step(h, 0.1) then break end
+    deliver_polled(self)
   end
   return true
 end
@@ -114,6 +131,26 @@ function Node:step(max_wait)
   local h, b, call = handle_of(self, "step", true)
   if max_wait ~= nil and type(max_wait) ~= "number" then fail(call, "max_wait: expected seconds, got " .. type(max_wait), 2) end
   if not b.step(h, max_wait or 0) then fail(call, "the event loop failed", 2) end
+  deliver_polled(self)
+  return true
+end
+
+-- Calls fn(event) for each change event of the node (README, "Events"): { seq, kind, baseUrl,
+-- time, before, after }, the same sequence the policy hook on_change sees. The Lua 5.4 module
+-- calls it as the engine derives each event (inside node:step() or node:run(): it must not
+-- step, shut down or close the node); the FFI binding delivers after each node:step(), every
+-- event the node still holds, from the first, and { kind = "missed", missed = n } when the
+-- node's ring (4096) no longer held n of them. nil stops the calls.
+function Node:on_change(fn)
+  local h, b, call = handle_of(self, "on_change")
+  if fn ~= nil and type(fn) ~= "function" then fail(call, "expected a function or nil, got " .. type(fn), 2) end
+  if b.on_change then
+    b.on_change(h, fn)
+  else
+    backend_function(b, "events", call, 2)
+    self._on_change = fn
+    self._events_after = self._events_after or 0
+  end
   return true
 end
 

@@ -7,6 +7,7 @@
 --                                    -- { base_url = ..., listen = ..., policy = "path.lua", ... }
 --   node:listen(host, port)  node:start()  node:step(0)  node:shutdown()  node:close()
 --   local answer, status = node:gossip_request(auth, body)   -- body: the JSON text
+--   node:on_change(function(event) ... end)   -- change events, delivered after each node:step()
 --
 -- The interface, its checks and its errors are lua/clustershazbot/facade.lua, shared with the
 -- Lua 5.4 module; this file is the backend. Not offered here: node:run() (it would block the
@@ -48,6 +49,7 @@ void shazbot_control_request(shazbot *node, const char *auth, const char *body, 
 void shazbot_happy_request(shazbot *node, const char *auth, int quick, shazbot_response *out);
 void shazbot_metrics_request(shazbot *node, const char *auth, shazbot_response *out);
 void shazbot_response_free(shazbot_response *r);
+void shazbot_events(shazbot *node, unsigned long long after, shazbot_response *out);
 void *dlopen(const char *file, int mode);
 char *dlerror(void);
 ]]
@@ -173,6 +175,28 @@ local function backend(candidates)
     local out = ffi.new("shazbot_response")
     C.shazbot_list_request(node, auth, out)
     return response(C, out)
+  end
+
+  -- node:on_change(fn) polls (facade.lua): a callback from the engine into LuaJIT could come
+  -- from within a compiled trace's FFI call, which LuaJIT does not allow. The events come as
+  -- JSON, decoded by lua-cjson (OpenResty has it).
+  b.events_page = 512
+  local cjson_ok, cjson = pcall(require, "cjson.safe")
+  if not cjson_ok then
+    b.unsupported.events = "node:on_change() needs lua-cjson (cjson.safe) to read the events"
+  else
+    local function side(v) return type(v) == "table" and v or nil end
+    function b.events(node, after)
+      local out = ffi.new("shazbot_response")
+      C.shazbot_events(node, after, out)
+      local body = response(C, out)
+      local answer, why = cjson.decode(body)
+      if type(answer) ~= "table" then return nil, why or "not an object" end
+      for _, event in ipairs(answer.events) do
+        event.before, event.after = side(event.before), side(event.after)
+      end
+      return answer.events, answer.next, answer.missed
+    end
   end
 
   function b.happy_request(node, auth, quick)

@@ -9,6 +9,7 @@
 --   local answer, status = node:happy_request(auth, quick)
 --   local list = node:server_list(include_offline)
 --   node:step(max_wait)   node:listen(host, port)   node:run()   node:shutdown()   node:close()
+--   node:on_change(function(event) ... end)   -- change events (README, "Events")
 --
 -- and, mirroring the original library, a default node from the environment:
 --   shazbot.start()  shazbot.gossip_request(auth, body)  ...  shazbot.shutdown()

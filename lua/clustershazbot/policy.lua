@@ -96,4 +96,12 @@ end
 -- (at 100,000 records that took 130 to 205 ms); a hook of a user's that calls it is run.
 policy.health = core.health_payload
 
+-- Told of each change event (README, "Events"), in the order this node saw them: `event` is
+-- { seq =, kind = "join"|"alive"|"failed"|"left"|"offline"|"purged"|"self", baseUrl =,
+-- time = (ms, this node's clock), before = { status = "online"|"offline", lastUpdate =,
+-- monitor = } or nil, after = the same or nil }. What it returns is ignored. It runs under
+-- the budget of every hook, inside the engine: keep it short. The default does nothing (and
+-- the engine calls no hook at all when the policy has none of its own).
+function policy.on_change(event) end
+
 return policy

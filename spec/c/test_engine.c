@@ -781,7 +781,7 @@ static void test_probe_brings_back(void) {
  * (Mutations: claims never held; a claim applied though the peer answered; the peer's own
  * word held.) */
 static const char *gossip_answer_of(const char *url, member_status status, int64_t last_update) {
-    static char body[512];
+    static char body[1024];
     char record[300];
     snprintf(record, sizeof record, "{\"baseUrl\":\"%s\",\"monitor\":false,\"lastUpdate\":%lld}", url, (long long)last_update);
     snprintf(body, sizeof body, "{\"message\":\"gossip\",\"online\":[%s],\"offline\":[%s]}",
@@ -984,6 +984,219 @@ static void test_state_limit(void) {
     teardown(&f);
 }
 
+
+/* ---- change events ------------------------------------------------------------------------ */
+
+/* What the host's callback saw: "kind port" per event, ports of 127.0.0.1 named by their last
+ * digit (7001 is SELF, 7002 PEER, 7003 OTHER), joined by spaces. */
+typedef struct event_log {
+    char text[2048];
+    unsigned long long last_seq;
+    bool out_of_order;
+} event_log;
+
+static void record_event(const shazbot_event *ev, void *arg) {
+    event_log *log = arg;
+    if (ev->seq != log->last_seq + 1) log->out_of_order = true;
+    log->last_seq = ev->seq;
+    size_t len = strlen(log->text), url_len = strlen(ev->base_url);
+    snprintf(log->text + len, sizeof log->text - len, "%s%s %c", len ? " " : "", ev->kind,
+             url_len >= 2 ? ev->base_url[url_len - 2] : '?');
+}
+
+static void watch_events(fixture *f, event_log *log) {
+    memset(log, 0, sizeof *log);
+    f->e.events.ring.keep = true;
+    f->e.events.host_fn = record_event;
+    f->e.events.host_arg = log;
+}
+
+static member_update update_of(const char *url, member_status s, int64_t last_update) {
+    return (member_update){.e = {.base_url = url, .url_len = strlen(url), .last_update = last_update,
+                                 .last_update_ok = true},
+                           .status = s};
+}
+
+/* Each change is classified by where it comes from (engine.c, on_member_change): join, alive,
+ * failed (our verdict), left (the peer's own word: its goodbye, or its own answer), offline
+ * (another's word), purged, self (control, refutation); a record first learnt offline is no
+ * event. (Mutations: every offline change "offline"; the speaker not compared; the verdict's
+ * cause not set; an event for a record first learnt offline.) */
+static void test_events_classified(void) {
+    fixture f;
+    event_log log;
+    setup(&f, NULL, (const char *const[]){"SHAZBOT_SUSPICION_WINDOW", "0", NULL});
+    watch_events(&f, &log);
+    start_with_peer(&f);
+    CHECK_STR(log.text, "join 2");
+    /* Our verdict on PEER (its only peer): its round and its retry fail. */
+    for (int attempt = 0; attempt < 2 && record(&f, PEER)->status == MEMBER_ONLINE; attempt++) {
+        long req = run_until_request(&f, f.script.count, "POST", PEER "clustershazbot/gossip", now_s(&f) + 20);
+        CHECK(req >= 0);
+        if (req < 0) break;
+        fail(&f.script, (size_t)req);
+    }
+    CHECK(record(&f, PEER)->status == MEMBER_OFFLINE);
+    CHECK_STR(log.text, "join 2 failed 2");
+    /* Another node's word that OTHER is online; then that a fourth, unknown, is offline. */
+    run_until(&f, now_s(&f) + 0.1);
+    member_update other = update_of(OTHER, MEMBER_ONLINE, vclock_now_ms(f.clock));
+    engine_take_gossip(&f.e, &other, 1, PEER);
+    member_update unknown = update_of("http://127.0.0.1:7004/", MEMBER_OFFLINE, vclock_now_ms(f.clock));
+    engine_take_gossip(&f.e, &unknown, 1, PEER);
+    CHECK_STR(log.text, "join 2 failed 2 join 3");
+    /* PEER back, then its goodbye from itself; back, and OTHER says PEER is offline. */
+    run_until(&f, now_s(&f) + 0.1);
+    news_of(&f, PEER, MEMBER_ONLINE);
+    run_until(&f, now_s(&f) + 0.1);
+    member_update bye = update_of(PEER, MEMBER_OFFLINE, vclock_now_ms(f.clock));
+    engine_take_gossip(&f.e, &bye, 1, PEER);
+    run_until(&f, now_s(&f) + 0.1);
+    news_of(&f, PEER, MEMBER_ONLINE);
+    run_until(&f, now_s(&f) + 0.1);
+    member_update claim = update_of(PEER, MEMBER_OFFLINE, vclock_now_ms(f.clock));
+    engine_take_gossip(&f.e, &claim, 1, OTHER);
+    CHECK_STR(log.text, "join 2 failed 2 join 3 alive 2 left 2 alive 2 offline 2");
+    /* A peer's own answer saying it is offline is its word too (a round to OTHER). */
+    long round = run_until_request(&f, f.script.count, "POST", OTHER "clustershazbot/gossip", now_s(&f) + 20);
+    CHECK(round >= 0);
+    if (round >= 0)
+        answer(&f.script, (size_t)round, 200, gossip_answer_of(OTHER, MEMBER_OFFLINE, vclock_now_ms(f.clock)), NULL);
+    CHECK_CONTAINS(log.text, "offline 2 left 3");
+    /* This node: a refutation (someone says it is offline), then control offline. */
+    size_t len = strlen(log.text);
+    member_update about_self = update_of(SELF, MEMBER_OFFLINE, vclock_now_ms(f.clock) + 5);
+    engine_take_gossip(&f.e, &about_self, 1, PEER);
+    CHECK(f.e.m->self->status == MEMBER_ONLINE);
+    membership_set_self_online(f.e.m, false, vclock_now_ms(f.clock));
+    CHECK_STR(log.text + len, " self 1 self 1");
+    /* A day later the offline records are purged: PEER, OTHER and the unknown fourth. */
+    len = strlen(log.text);
+    membership_purge(f.e.m, vclock_now_ms(f.clock) + SHAZBOT_OFFLINE_RETENTION_MS + 1000);
+    CHECK_CONTAINS(log.text + len, "purged 2");
+    CHECK_CONTAINS(log.text + len, "purged 3");
+    CHECK_CONTAINS(log.text + len, "purged 4");
+    CHECK(!log.out_of_order);
+    /* The ring holds the same sequence, in the same order, as JSON lines. */
+    buf all = {0};
+    events_write(&f.e.events.ring, 0, EVENTS_PAGE, &all);
+    CHECK_CONTAINS(all.data, "{\"events\":[{\"seq\":1,\"kind\":\"join\",\"baseUrl\":\"" PEER "\",\"time\":");
+    CHECK_CONTAINS(all.data, "\"before\":null,\"after\":{\"status\":\"online\",\"lastUpdate\":0,\"monitor\":false}}");
+    char tail[64];
+    snprintf(tail, sizeof tail, "],\"next\":%llu,\"missed\":0}", log.last_seq);
+    CHECK_CONTAINS(all.data, tail);
+    buf_free(&all);
+    teardown(&f);
+}
+
+/* With the suspicion window, another node's claim is confirmed first: applied after the peer
+ * fails to answer, it is "offline" (learnt, not our verdict); answered with the peer's
+ * goodbye, it is "left"; answered alive, no event. (Mutation: the claim's cause not set.) */
+static void test_events_of_confirmed_claims(void) {
+    fixture f;
+    event_log log;
+    setup(&f, NULL, NULL);
+    watch_events(&f, &log);
+    start_with_peer(&f);
+    for (int outcome = 0; outcome < 3; outcome++) {
+        run_until(&f, now_s(&f) + 0.2);
+        size_t from = f.script.count;
+        news_of(&f, PEER, MEMBER_OFFLINE);
+        long ask = find_request(&f.script, from, "POST", PEER "clustershazbot/gossip");
+        CHECK(ask >= 0);
+        if (ask < 0) break;
+        run_until(&f, now_s(&f) + 0.1);
+        if (outcome == 0)
+            answer(&f.script, (size_t)ask, 200, gossip_answer_of(PEER, MEMBER_ONLINE, vclock_now_ms(f.clock)), NULL);
+        else if (outcome == 1)
+            fail(&f.script, (size_t)ask);
+        else
+            answer(&f.script, (size_t)ask, 200, gossip_answer_of(PEER, MEMBER_OFFLINE, vclock_now_ms(f.clock) + 1),
+                   NULL);
+        if (outcome == 1) {
+            run_until(&f, now_s(&f) + 0.1);
+            news_of(&f, PEER, MEMBER_ONLINE);
+        }
+    }
+    CHECK_STR(log.text, "join 2 offline 2 alive 2 left 2");
+    teardown(&f);
+}
+
+/* The ring keeps the last EVENTS_RING events: a poller that fell behind is told how many it
+ * missed, and gets the rest a page at a time; one asking past the newest (an earlier run of
+ * the node) starts again from the first held. (Mutations: missed not counted; no page limit.) */
+static void test_events_ring(void) {
+    event_ring r = {.keep = true};
+    member_view none = {0}, online = {.known = true, .status = MEMBER_ONLINE};
+    for (int i = 0; i < EVENTS_RING + 100; i++) {
+        char url[64];
+        snprintf(url, sizeof url, "http://10.0.%d.%d/", i / 256, i % 256);
+        CHECK(events_add(&r, EVENT_JOIN, url, strlen(url), i, none, online) != NULL);
+    }
+    CHECK_INT(events_last(&r), EVENTS_RING + 100);
+    buf b = {0};
+    events_write(&r, 50, 3, &b);
+    CHECK_CONTAINS(b.data, "\"seq\":101,");
+    CHECK_CONTAINS(b.data, "\"seq\":103,");
+    CHECK_NOT_CONTAINS(b.data, "\"seq\":104,");
+    CHECK_CONTAINS(b.data, "\"next\":103,\"missed\":50}");
+    buf_free(&b);
+    events_write(&r, EVENTS_RING + 100, EVENTS_PAGE, &b);
+    CHECK_STR(b.data, "{\"events\":[],\"next\":4196,\"missed\":0}");
+    buf_free(&b);
+    events_write(&r, 999999, 1, &b); /* past the newest: from the oldest held */
+    CHECK_CONTAINS(b.data, "\"seq\":101,");
+    buf_free(&b);
+    CHECK_INT(r.counts[EVENT_JOIN], EVENTS_RING + 100);
+    events_free(&r);
+}
+
+/* The on_change hook runs under the rules of every hook: one that raises or runs past its
+ * budget is counted, the default decides (nothing), and the events still reach the host and
+ * the ring; the hook gets each event's fields. (Mutations: the hook not called; its failure
+ * stopping the delivery.) */
+static void test_events_hook(void) {
+    char path[] = "/tmp/shazbot-test-engine-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd < 0) return;
+    const char *hook_script =
+        "local seen = {}\n"
+        "return {\n"
+        "  on_change = function(ev)\n"
+        "    if ev.kind == 'failed' then error('on purpose') end\n"
+        "    if ev.kind == 'alive' then while true do end end\n"
+        "    seen[#seen + 1] = ev.seq .. ' ' .. ev.kind .. ' ' .. ev.baseUrl .. ' ' ..\n"
+        "      tostring(ev.before and ev.before.status) .. '->' .. tostring(ev.after and ev.after.status)\n"
+        "  end,\n"
+        "  gossip_target = function(peers) return nil end,\n"
+        "  probe_target = function() return nil end,\n"
+        "  health = function(info) return { seen = seen } end,\n"
+        "}\n";
+    CHECK(write(fd, hook_script, strlen(hook_script)) == (ssize_t)strlen(hook_script));
+    close(fd);
+    fixture f;
+    event_log log;
+    setup(&f, path, (const char *const[]){"SHAZBOT_SUSPICION_WINDOW", "0", NULL});
+    watch_events(&f, &log);
+    start_with_peer(&f);
+    uint64_t failures = policy_failures(f.e.pol);
+    f.e.events.cause = EVENT_CAUSE_VERDICT; /* as give_verdict does */
+    membership_mark_offline(f.e.m, PEER, strlen(PEER), vclock_now_ms(f.clock));
+    f.e.events.cause = EVENT_CAUSE_MERGE;
+    run_until(&f, 0.5);
+    news_of(&f, PEER, MEMBER_ONLINE);
+    CHECK_INT(policy_failures(f.e.pol), failures + 2);
+    CHECK_STR(log.text, "join 2 failed 2 alive 2");
+    health_info info = {0};
+    buf payload = {0};
+    policy_health(f.e.pol, &info, &payload);
+    CHECK_STR(payload.data, "{\"seen\":[\"1 join " PEER " nil->online\"]}");
+    buf_free(&payload);
+    teardown(&f);
+    unlink(path);
+}
+
 int main(void) {
     test_retry_then_offline();
     test_retry_success_keeps_peer();
@@ -1005,5 +1218,9 @@ int main(void) {
     test_size_refusal_is_no_verdict();
     test_timings_follow_interval();
     test_state_limit();
+    test_events_classified();
+    test_events_of_confirmed_claims();
+    test_events_ring();
+    test_events_hook();
     return check_finish("test_engine");
 }

@@ -8,6 +8,7 @@
 #include "check.h"
 #include "membership.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 #define SELF "http://self.test:3000/"
@@ -578,7 +579,57 @@ static void test_many_records(void) {
     membership_free(m);
 }
 
+/* The change hook (engine.c's events): told of an insertion, of a status change and of a
+ * removal (purge, or the limit: `dropped`), with the record before and after; of a
+ * refutation (status unchanged); not of a lastUpdate that moves on, a record kept, a tie, the
+ * own record refreshed. (Mutations: no call from set_record; a call for every update.) */
+typedef struct change_log {
+    char text[1024];
+} change_log;
+
+static void log_change(void *ctx, const char *url, size_t url_len, bool self, bool dropped, member_view before,
+                       member_view after) {
+    change_log *log = ctx;
+    size_t len = strlen(log->text);
+    snprintf(log->text + len, sizeof log->text - len, "%s%.*s%s%s %s->%s", len ? "; " : "", (int)url_len, url,
+             self ? " (self)" : "", dropped ? " (dropped)" : "",
+             !before.known ? "none" : before.status == MEMBER_ONLINE ? "online" : "offline",
+             !after.known ? "none" : after.status == MEMBER_ONLINE ? "online" : "offline");
+}
+
+static void test_change_hook(void) {
+    membership *m = fresh();
+    change_log log = {""};
+    m->change = log_change;
+    m->change_ctx = &log;
+    merge(m, PEER, T(1), MEMBER_ONLINE);
+    merge(m, PEER, T(2), MEMBER_ONLINE);  /* newer, same status: no change of status */
+    merge(m, PEER, T(2), MEMBER_OFFLINE); /* a tie: kept */
+    merge(m, PEER, T(3), MEMBER_OFFLINE);
+    merge(m, OTHER, T(3), MEMBER_OFFLINE); /* first learnt offline: told, the engine decides */
+    membership_refresh_self(m, NOW + 5);
+    merge(m, SELF, NOW + 10, MEMBER_OFFLINE); /* refuted */
+    membership_set_self_online(m, false, NOW + 20);
+    CHECK_STR(log.text, PEER " none->online; " PEER " online->offline; " OTHER " none->offline; "
+                        SELF " (self) online->online; " SELF " (self) online->offline");
+    log.text[0] = '\0';
+    membership_purge(m, NOW + DAY + 100000);
+    CHECK_CONTAINS(log.text, PEER " offline->none");
+    CHECK_CONTAINS(log.text, OTHER " offline->none");
+    CHECK_NOT_CONTAINS(log.text, "(self)");
+    /* Over the limit: the dropped records are told as such. */
+    log.text[0] = '\0';
+    membership_set_self_online(m, true, NOW + 30);
+    merge(m, PEER, NOW, MEMBER_ONLINE);
+    merge(m, OTHER, NOW, MEMBER_ONLINE);
+    log.text[0] = '\0';
+    membership_set_limit(m, membership_wire_bound(strlen(SELF)) + membership_wire_bound(strlen(PEER)));
+    CHECK_CONTAINS(log.text, "(dropped) online->none");
+    membership_free(m);
+}
+
 int main(void) {
+    test_change_hook();
     CHECK(membership_new("not a url", false, NOW, SKEW) == NULL);
     CHECK(membership_new("http://no-slash.test", false, NOW, SKEW) == NULL);
     test_no_resurrection();
