@@ -338,10 +338,21 @@ static bool heard_of_lately(engine *e, const char *url) {
 }
 
 /* A verdict is news every node needs: besides the round that follows at once, it goes to a
- * few more random online peers, whose answers are merged. At most once an interval, so that
- * a node losing half its peers at once (a partition) sends a handful more messages a round,
- * not a storm. */
-#define ENGINE_VERDICT_PUSH 2
+ * few more distinct random online peers, whose answers are merged: log2 of the peers plus
+ * one (4 of 5 peers in a 6-node cluster, 11 of 999), so that in a small cluster nearly
+ * everyone has it at once and in a large one it starts where an epidemic would be after a
+ * few rounds. Each holds it while it confirms (third parties confirm, below) and only then
+ * passes it on, so every hop saved is a confirmation saved. At most once an interval, so
+ * that a node losing half its peers at once (a partition) sends a handful more messages a
+ * round, not a storm. */
+#define ENGINE_VERDICT_PUSH_MAX 16
+
+static int verdict_push_count(const engine *e) {
+    size_t peers = membership_count(e->m, MEMBER_ONLINE) - (e->m->self->status == MEMBER_ONLINE);
+    int k = 1;
+    while (k < ENGINE_VERDICT_PUSH_MAX && ((size_t)1 << (k - 1)) <= peers) k++;
+    return k; /* floor(log2(peers)) + 2, for peers >= 1 */
+}
 
 static void on_push_answer(void *arg, const transfer_result *r) {
     count_transfer(arg, TRANSFER_PUSH, r);
@@ -355,9 +366,18 @@ static void push_verdict(engine *e) {
     /* One body for every push: the state is the same for all of them. */
     shared_body *body;
     if (!gossip_body(e, &body)) return;
-    for (int i = 0; i < ENGINE_VERDICT_PUSH; i++) {
+    const member *sent[ENGINE_VERDICT_PUSH_MAX];
+    int want = verdict_push_count(e), count = 0;
+    /* Distinct peers, drawn as a round's target is (the policy's choice): a few draws more
+     * than wanted, since random draws repeat. */
+    for (int draw = 0; draw < 3 * want && count < want; draw++) {
         const member *p = policy_gossip_target(e->pol, e->m);
-        if (p) post_gossip(e, p->base_url, body, gossip_timeout_ms(e), on_push_answer, e);
+        if (!p) break;
+        bool again = false;
+        for (int i = 0; i < count; i++) again |= sent[i] == p;
+        if (again) continue;
+        sent[count++] = p;
+        post_gossip(e, p->base_url, body, gossip_timeout_ms(e), on_push_answer, e);
     }
     shared_body_unref(body);
 }
@@ -471,7 +491,7 @@ static void on_watch_timer(void *arg) {
  * held (the record stays online), the peer itself is asked (a gossip message, as a round's),
  * and the claim applies only if that fails. A live peer answers with its fresh record, which
  * replaces the claim here and, spreading, at the node that made it; a dead one fails to
- * answer, half a gossip timeout later than without the check (confirm_timeout_ms). What the peer itself says in its
+ * answer, a quarter of a gossip timeout later than without the check (confirm_timeout_ms). What the peer itself says in its
  * answer (its goodbye, when it is leaving) is its own word, taken at once. At most
  * ENGINE_CONFIRMS peers are asked at once; past that (a partition, many peers lost at once)
  * claims apply at once, as in the original. With the suspicion window 0, never held. */
@@ -528,10 +548,15 @@ static void on_confirm_answer(void *arg, const transfer_result *r) {
     release_confirm(slot);
 }
 
-/* Half the gossip timeout: the claim comes from a node that already waited out two of them,
- * and a live peer answers in milliseconds; one slower than this is taken for dead, as it
- * would have been without the check, and refutes. */
-static long confirm_timeout_ms(const engine *e) { return gossip_timeout_ms(e) / 2; }
+/* A quarter of the gossip timeout, 100 ms at least: the claim comes from a node that already
+ * waited out two of them, and a live peer answers in milliseconds (what the check is for is
+ * a peer that only the claimant cannot reach); one slower than this is taken for dead, as it
+ * would have been without the check, and refutes. Every hop of a verdict waits this long. */
+#define ENGINE_CONFIRM_MIN_TIMEOUT_MS 100
+static long confirm_timeout_ms(const engine *e) {
+    long t = gossip_timeout_ms(e) / 4;
+    return t > ENGINE_CONFIRM_MIN_TIMEOUT_MS ? t : ENGINE_CONFIRM_MIN_TIMEOUT_MS;
+}
 
 static void ask_confirmations(engine *e) {
     shared_body *body = NULL;

@@ -801,7 +801,7 @@ static void test_third_party_claims_confirmed(void) {
     long ask = find_request(&f.script, from, "POST", PEER "clustershazbot/gossip");
     CHECK(ask >= 0);
     if (ask < 0) return teardown(&f);
-    CHECK_INT(f.script.requests[ask].timeout_ms, 2500); /* half the gossip timeout (5 s at 10 s) */
+    CHECK_INT(f.script.requests[ask].timeout_ms, 1250); /* a quarter of the gossip timeout (5 s at 10 s) */
     run_until(&f, now_s(&f) + 0.2);
     answer(&f.script, (size_t)ask, 200, gossip_answer_of(PEER, MEMBER_ONLINE, vclock_now_ms(f.clock)), NULL);
     CHECK(record(&f, PEER)->status == MEMBER_ONLINE);
