@@ -14,42 +14,31 @@
 -- goodbye, so it retries listening until the port is free, then starts its engine.
 --
 -- Service discovery: given a lua_shared_dict, the owner publishes the members there
--- (clustershazbot.balancer.publish) whenever they changed, for the balancers of every worker.
--- It looks at most every MEMBERS_CHECK_SECONDS, after a step: reading the list costs the size
--- of the cluster, and a change a tenth of a second late is nothing beside gossip's seconds.
+-- (clustershazbot.balancer.publish) on each change, for the balancers of every worker: its
+-- node's change events (node:on_change, delivered after a step) mark the list as changed, and
+-- the step that follows publishes it once, however many events came.
 
 local M = {}
 
 local STEP_SECONDS = 0.005    -- how often the engine's loop is stepped, without waiting
 local LISTEN_RETRY_SECONDS = 0.2
 local LISTEN_PATIENCE_SECONDS = 60 -- beyond the engine's bounded shutdown (25 s at most)
-local MEMBERS_CHECK_SECONDS = 0.1
 
--- A function to call after each step: publishes the node's members into `dict` when their
--- statuses changed (a fingerprint of the list without its timestamps, which move every round).
+-- A function to call after each step: publishes the node's members into `dict` when a change
+-- event came since the last publication (and once at the start).
 local function members_publisher(node, dict, own_url, control_secret)
   local balancer = require "clustershazbot.balancer"
   local cjson = require "cjson.safe"
-  local check_at, last = 0, nil
+  local changed = true
+  node:on_change(function() changed = true end)
   return function()
-    local now = ngx.now()
-    if now < check_at then return end
-    check_at = now + MEMBERS_CHECK_SECONDS
+    if not changed then return end
     local text, status = node:list_request(control_secret)
     local list = status == 200 and cjson.decode(text)
     if type(list) ~= "table" then return end
-    local parts = {}
-    for _, kind in ipairs({ "online", "offline" }) do
-      for _, record in ipairs(type(list[kind]) == "table" and list[kind] or {}) do
-        parts[#parts + 1] = kind .. " " .. tostring(record.baseUrl) .. " " .. tostring(record.monitor)
-      end
-    end
-    table.sort(parts)
-    local fingerprint = table.concat(parts, "\n")
-    if fingerprint == last then return end
     local version, err = balancer.publish(dict, list, own_url)
     if version then
-      last = fingerprint
+      changed = false
     else
       ngx.log(ngx.ERR, "clustershazbot: cannot publish the members: ", err)
     end
