@@ -298,6 +298,15 @@ static bool output_room(buf *out, size_t room) {
     return true;
 }
 
+/* When the output is full: twice the room, up to the limit and one byte past it (a body that
+ * fills that byte is over the limit), or the reason it cannot grow. */
+static codec_result grow_output(buf *out, size_t *room, size_t limit) {
+    if (out->len < *room) return CODEC_DECODED;
+    if (*room == limit + 1) return CODEC_OVER_LIMIT;
+    *room = *room > (limit + 1) / 2 ? limit + 1 : 2 * *room;
+    return output_room(out, *room) ? CODEC_DECODED : CODEC_NO_MEMORY;
+}
+
 static codec_result inflate_body(codec *c, codec_kind k, const wire_chunk *in, size_t count, size_t limit,
                                  buf *out) {
     size_t total = 0;
@@ -337,11 +346,8 @@ static codec_result inflate_body(codec *c, codec_kind k, const wire_chunk *in, s
                 if (k != CODEC_GZIP || inflateReset(z) != Z_OK) return CODEC_CORRUPT;
                 ended = false;
             }
-            if (out->len == room) {
-                if (room == limit + 1) return CODEC_OVER_LIMIT;
-                room = room > (limit + 1) / 2 ? limit + 1 : 2 * room;
-                if (!output_room(out, room)) return CODEC_NO_MEMORY;
-            }
+            codec_result grown = grow_output(out, &room, limit);
+            if (grown != CODEC_DECODED) return grown;
             z->next_out = (Bytef *)out->data + out->len;
             z->avail_out = (uInt)(room - out->len);
             uInt before_in = z->avail_in, before_out = z->avail_out;
@@ -356,11 +362,8 @@ static codec_result inflate_body(codec *c, codec_kind k, const wire_chunk *in, s
     /* The input is used up but output may still be pending inside zlib (the last call filled
      * the space): drained here, within the limit. */
     while (!ended) {
-        if (out->len == room) {
-            if (room == limit + 1) return CODEC_OVER_LIMIT;
-            room = room > (limit + 1) / 2 ? limit + 1 : 2 * room;
-            if (!output_room(out, room)) return CODEC_NO_MEMORY;
-        }
+        codec_result grown = grow_output(out, &room, limit);
+        if (grown != CODEC_DECODED) return grown;
         z->next_out = (Bytef *)out->data + out->len;
         z->avail_out = (uInt)(room - out->len);
         uInt before_out = z->avail_out;
