@@ -5,7 +5,7 @@
  * health hook's info table, one into JSON, taking them from health_info. */
 #include "happy.h"
 
-#include "policy.h"
+#include "lua_array.h"
 #include "wire.h"
 
 #include <lauxlib.h>
@@ -147,7 +147,7 @@ void happy_push_info(lua_State *L, const health_info *info, happy_push_records_f
         lua_pushstring(L, info->check_failures[i]);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
-    policy_mark_array(L);
+    lua_array_mark(L);
     lua_setfield(L, -2, "checkFailures");
 }
 
@@ -185,7 +185,7 @@ static void push_value(lua_State *L, const field *f, bool ok) {
             }
         }
         lua_pop(L, 1);
-        policy_mark_array(L);
+        lua_array_mark(L);
         return;
     }
     case VALUE_TRACKED:

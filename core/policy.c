@@ -3,6 +3,7 @@
 
 #include "clustershazbot.h"
 #include "log.h"
+#include "lua_array.h"
 #include "sandbox.h"
 #include "wire.h"
 
@@ -32,31 +33,14 @@ struct policy {
     log_level log_limit; /* the node's SHAZBOT_LOG_LEVEL (policy_set_log_level) */
 };
 
-/* The registry key of the metatable that marks tables as JSON arrays: one per Lua state,
- * shared by every node in it. */
-static const char array_mt_key = 0;
-
-static void push_array_mt(lua_State *L) {
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &array_mt_key) == LUA_TTABLE) return;
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &array_mt_key);
-}
-
 /* clustershazbot.core: what policies need from the engine to build JSON and the /happy
  * payload. */
 static int core_array(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
-    push_array_mt(L);
+    lua_array_push_mt(L);
     lua_setmetatable(L, 1);
     return 1;
-}
-
-void policy_mark_array(lua_State *L) {
-    push_array_mt(L);
-    lua_setmetatable(L, -2);
 }
 
 int policy_open_core(lua_State *L) {
@@ -325,7 +309,7 @@ void policy_push_records(lua_State *L, const membership *m, member_status s, boo
         policy_push_record(L, r);
         lua_rawseti(L, -2, ++n);
     }
-    push_array_mt(L);
+    lua_array_push_mt(L);
     lua_setmetatable(L, -2);
 }
 
@@ -546,7 +530,7 @@ static const char *encode(lua_State *L, int index, buf *out, bool empty_is_array
     lua_Integer n = (lua_Integer)lua_rawlen(L, index);
     bool marked = false;
     if (lua_getmetatable(L, index)) {
-        push_array_mt(L);
+        lua_array_push_mt(L);
         marked = lua_rawequal(L, -1, -2);
         lua_pop(L, 2);
     }

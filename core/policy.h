@@ -69,8 +69,6 @@ uint64_t policy_hook_failures(const policy *p, size_t hook);
  * one failed check, named "health_checks"; a policy without the hook has none. */
 void policy_health_checks(policy *p, const health_info *info, char ***names, size_t *count);
 
-/* Marks the table on top of the stack as a JSON array: an empty one encodes as []. */
-void policy_mark_array(lua_State *L);
 /* Runs the on_change hook on `ev` (clustershazbot.h, shazbot_event) when the user's policy
  * has one; its answer is ignored, a failure counted like any hook's. */
 struct shazbot_event;
