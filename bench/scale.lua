@@ -13,6 +13,8 @@
 --   bytes FILES OFFSETS            the gossip exchanges logged (debug) in each file past its
 --                                  offset: "<exchanges> <wire bytes> <plain bytes>"
 --   sim FILE                       convergence and detection seconds of a `simulate --json`
+--   runs FILE                      of lines "<converge> <detect> <bytes>" (NA: not reached), the
+--                                  medians and the detections' range: "<c> <d> <d min> <d max> <b>"
 local command = arg[1]
 
 local function lines(path)
@@ -128,6 +130,26 @@ elseif command == "sim" then
   local detect = json:match('"detectedSeconds":([%d.]+)')
   local interval = json:match('"interval":([%d.]+)')
   print((converge or "NA") .. " " .. (detect or "NA") .. " " .. (interval or "NA"))
+
+elseif command == "runs" then
+  local columns = { {}, {}, {} }
+  for _, line in ipairs(lines(arg[2])) do
+    local i = 0
+    for word in line:gmatch("%S+") do
+      i = i + 1
+      if columns[i] and tonumber(word) then table.insert(columns[i], tonumber(word)) end
+    end
+  end
+  local function median(t)
+    if #t == 0 then return nil end
+    table.sort(t)
+    local n = #t
+    return n % 2 == 1 and t[(n + 1) // 2] or (t[n // 2] + t[n // 2 + 1]) / 2
+  end
+  local function show(v, format) return v and string.format(format, v) or "NA" end
+  local c, d, b = median(columns[1]), median(columns[2]), median(columns[3])
+  local ds = columns[2]
+  print(table.concat({ show(c, "%.2f"), show(d, "%.2f"), show(ds[1], "%.2f"), show(ds[#ds], "%.2f"), show(b, "%.0f") }, " "))
 
 else
   io.stderr:write("scale.lua: unknown command ", tostring(command), "\n")

@@ -28,6 +28,7 @@
 #     --sizes "100 300 1000"    cluster sizes run for real (at most 3,999: the ports below)
 #     --sim-sizes "100 300 1000 3000 10000"   the simulator's curve ("" for none)
 #     --sim-from CSV            take the simulator's rows from an earlier run's CSV
+#     --sim-seeds K             simulated runs per size up to 1,000 nodes, their median shown (default 5)
 #     --interval S              SHAZBOT_GOSSIP_INTERVAL (default 2; with --profile, the profile's)
 #     --profile NAME            SHAZBOT_PROFILE for every node and the simulator
 #     --set NAME=VALUE          another setting for every node and the simulator (repeatable)
@@ -52,6 +53,7 @@ interval_given=""
 profile=""
 settings=()
 seeds=""
+sim_seeds=5
 start_rate=100
 steady=""
 max_wait=180
@@ -68,6 +70,7 @@ while (($#)); do
   --set) settings+=("$2"); shift 2 ;;
   --seeds) seeds=$2; shift 2 ;;
   --start-rate) start_rate=$2; shift 2 ;;
+  --sim-seeds) sim_seeds=$2; shift 2 ;;
   --steady) steady=$2; shift 2 ;;
   --max-wait) max_wait=$2; shift 2 ;;
   --base-port) base_port=$2; shift 2 ;;
@@ -113,8 +116,10 @@ pids=()
 store_pid=""
 stop_all() {
   local p
-  for p in "${pids[@]}" $store_pid; do kill -KILL "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}" $store_pid; do wait "$p" 2>/dev/null || true; done
+  {
+    for p in "${pids[@]}" $store_pid; do kill -KILL "$p" || true; done
+    for p in "${pids[@]}" $store_pid; do wait "$p" || true; done
+  } 2>/dev/null
   pids=()
   store_pid=""
 }
@@ -165,8 +170,11 @@ wait_agreed() {
 }
 
 csv=$out/scale.csv
+work_sim=$out/sim-runs
 [ -n "$profile" ] && label="profile $profile, interval $interval s" || label="interval $interval s"
-echo "kind,nodes,settings,start_spread_s,converge_s,after_last_start_s,killed,detect_s,cpu_ms_node_round,pss_kb,pss_max_kb,wire_bytes_node_round,plain_bytes_node_round,exchanges_node_round,sweep_s" >"$csv"
+for s in "${settings[@]}"; do label="$label, $s"; done
+csv_label=${label//,/;} # a field of the CSV
+echo "kind,nodes,settings,start_spread_s,converge_s,after_last_start_s,killed,detect_s,cpu_ms_node_round,pss_kb,pss_max_kb,wire_bytes_node_round,plain_bytes_node_round,exchanges_node_round,sweep_s,detect_min_s,detect_max_s,sim_runs" >"$csv"
 
 for n in $sizes; do
   work=$out/n$n
@@ -240,18 +248,18 @@ for n in $sizes; do
     killed=$((n / 100 > 0 ? n / 100 : 1))
     shuf -i 1-"$n" -n "$killed" >"$work/killed.idx"
     : >"$work/dead"
-    for i in $(cat "$work/killed.idx"); do
-      kill -KILL "${pids[$((i - 1))]}"
-      echo "http://127.0.0.1:$((base_port + i))/" >>"$work/dead"
-    done
-    t1=$(now)
-    # Reaped here, so that the shell reports no "Killed" for them later.
-    for i in $(cat "$work/killed.idx"); do wait "${pids[$((i - 1))]}" 2>/dev/null || true; done
+    for i in $(cat "$work/killed.idx"); do echo "http://127.0.0.1:$((base_port + i))/" >>"$work/dead"; done
+    # Killed and reaped with the shell's messages ("Killed") out of the table's way.
+    {
+      for i in $(cat "$work/killed.idx"); do kill -KILL "${pids[$((i - 1))]}"; done
+      t1=$(now)
+      for i in $(cat "$work/killed.idx"); do wait "${pids[$((i - 1))]}" || true; done
+    } 2>/dev/null
     awk -v b="$base_port" 'NR == FNR { dead[$1 + b] = 1; next } !($1 in dead)' "$work/killed.idx" "$work/ports" >"$work/alive"
     read -r detect _ < <(wait_agreed "$work/alive" $((n - killed)) "$work/dead" "$max_wait" "$t1")
     echo "  $killed killed: agreed in $detect s" >&2
   fi
-  echo "real,$n,$label,$spread,$converge,$(after_start "$converge" "$spread"),$killed,$detect,$cpu,$pss,$pss_max,$wire,$plain,$per_round,$sweep_s" >>"$csv"
+  echo "real,$n,$csv_label,$spread,$converge,$(after_start "$converge" "$spread"),$killed,$detect,$cpu,$pss,$pss_max,$wire,$plain,$per_round,$sweep_s" >>"$csv"
   stop_all
   # Logs are large at debug level and needed no more.
   rm -rf "$work/logs" "$work/sweep"
@@ -265,23 +273,33 @@ else
     spread=$(awk -v n="$n" -v r="$start_rate" 'BEGIN { printf "%.3f", n / r }')
     listed=()
     [ -z "$seeds" ] || listed=(--seeds "$((seeds < n ? seeds : n))")
-    echo "== simulator, $n nodes" >&2
-    "$bin" simulate --nodes "$n" --interval "$interval" --scenario converge,kill --start-spread "$spread" \
-      --max-wait "$max_wait" --json "${listed[@]}" "${sim_set[@]}" >"$out/sim-$n.json"
-    read -r converge detect _ < <($helper sim "$out/sim-$n.json")
+    # A detection is a random draw (which node tries a dead peer first, and when): the median
+    # of several seeds, with their range; past 1,000 nodes one run (minutes of a core each).
+    runs=$((n <= 1000 ? sim_seeds : 1))
+    echo "== simulator, $n nodes, $runs run(s)" >&2
+    : >"$work_sim"
+    for seed in $(seq 1 "$runs"); do
+      "$bin" simulate --nodes "$n" --interval "$interval" --scenario converge,kill --start-spread "$spread" \
+        --max-wait "$max_wait" --seed "$seed" --json "${listed[@]}" "${sim_set[@]}" >"$out/sim-$n-$seed.json"
+      read -r converge detect _ < <($helper sim "$out/sim-$n-$seed.json")
+      plain=$(grep -o '"bytesPerNodeRound":[0-9]*' "$out/sim-$n-$seed.json" | tail -1 | cut -d: -f2)
+      echo "$converge $detect $plain" >>"$work_sim"
+    done
+    # Medians (and the detections' range) of the runs that reached their goal.
+    read -r converge detect detect_min detect_max plain < <($helper runs "$work_sim")
     killed=$((n / 100 > 0 ? n / 100 : 1))
-    plain=$(grep -o '"bytesPerNodeRound":[0-9]*' "$out/sim-$n.json" | tail -1 | cut -d: -f2)
-    echo "sim,$n,$label,$spread,$converge,$(after_start "$converge" "$spread"),$killed,$detect,,,,,$plain,," >>"$csv"
+    echo "sim,$n,$csv_label,$spread,$converge,$(after_start "$converge" "$spread"),$killed,$detect,,,,,$plain,,,$detect_min,$detect_max,$runs" >>"$csv"
   done
 fi
 
 # The table.
 {
-  printf '%-5s %6s %9s %10s %8s %7s %9s %9s %7s %10s %10s\n' kind nodes "spread s" "converge s" "after s" killed \
-    "detect s" "CPU ms/rd" "PSS MB" "wire B/rd" "plain B/rd"
+  printf '%-5s %6s %9s %10s %8s %7s %9s %12s %9s %7s %10s %10s\n' kind nodes "spread s" "converge s" "after s" killed \
+    "detect s" "(range)" "CPU ms/rd" "PSS MB" "wire B/rd" "plain B/rd"
   tail -n +2 "$csv" | awk -F, '{
     pss = $10 == "" || $10 == "NA" ? $10 : sprintf("%.1f", $10 / 1024)
-    printf "%-5s %6d %9s %10s %8s %7s %9s %9s %7s %10s %10s\n", $1, $2, $4, $5, $6, $7, $8, $9, pss, $12, $13 }'
+    range = $16 == "" ? "" : sprintf("%s-%s", $16, $17)
+    printf "%-5s %6d %9s %10s %8s %7s %9s %12s %9s %7s %10s %10s\n", $1, $2, $4, $5, $6, $7, $8, range, $9, pss, $12, $13 }'
 } | tee "$out/scale.txt"
 {
   echo "($label, master list naming ${seeds:-every} node$([ -z "$seeds" ] || echo s), started $start_rate a second; converge: from the first"
@@ -292,7 +310,7 @@ fi
 
 # The plot: seconds against nodes, real points and the simulator's lines.
 grep '^real,' "$csv" | awk -F, '{ print $2, $6, $8 }' >"$out/real.dat"
-grep '^sim,' "$csv" | awk -F, '{ print $2, $6, $8 }' >"$out/sim.dat"
+grep '^sim,' "$csv" | awk -F, '{ print $2, $6, $8, ($16 == "" ? $8 : $16), ($17 == "" ? $8 : $17) }' >"$out/sim.dat"
 gnuplot <<EOF
 set terminal pngcairo size 900,560 font "sans,11"
 set output "$out/scale.png"
@@ -304,7 +322,7 @@ set grid
 set key top left Left reverse opaque box
 set yrange [0:*]
 set datafile missing "NA"
-plot "$out/sim.dat" using 1:3 with linespoints lw 2 dt 2 pt 4 lc rgb "#d62728" title "detection of 1 % killed (kill -9), simulator", \
+plot "$out/sim.dat" using 1:3:4:5 with yerrorlines lw 2 dt 2 pt 4 lc rgb "#d62728" title "detection of 1 % killed (kill -9), simulator (median, range of seeds)", \
      "$out/real.dat" using 1:3 with points pt 5 ps 1.8 lc rgb "#d62728" title "detection of 1 % killed (kill -9), real", \
      "$out/sim.dat" using 1:2 with linespoints lw 2 dt 2 pt 6 lc rgb "#1f77b4" title "convergence after the last start, simulator", \
      "$out/real.dat" using 1:2 with points pt 7 ps 1.8 lc rgb "#1f77b4" title "convergence after the last start, real"
