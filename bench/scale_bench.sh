@@ -174,7 +174,7 @@ work_sim=$out/sim-runs
 [ -n "$profile" ] && label="profile $profile, interval $interval s" || label="interval $interval s"
 for s in "${settings[@]}"; do label="$label, $s"; done
 csv_label=${label//,/;} # a field of the CSV
-echo "kind,nodes,settings,start_spread_s,converge_s,after_last_start_s,killed,detect_s,cpu_ms_node_round,pss_kb,pss_max_kb,wire_bytes_node_round,plain_bytes_node_round,exchanges_node_round,sweep_s,detect_min_s,detect_max_s,sim_runs" >"$csv"
+echo "kind,nodes,settings,start_spread_s,converge_s,after_last_start_s,killed,detect_s,cpu_ms_node_round,pss_kb,pss_max_kb,wire_bytes_node_round,plain_bytes_node_round,exchanges_node_round,sweep_s,detect_min_s,detect_max_s,sim_runs,not_started" >"$csv"
 
 for n in $sizes; do
   work=$out/n$n
@@ -216,13 +216,25 @@ for n in $sizes; do
     fi
   done
   spread=$(elapsed "$t0" "$(now)")
-  printf '%s\n' "${pids[@]}" >"$work/pids"
   echo "  started in $spread s" >&2
-  for p in "${pids[@]}"; do
-    kill -0 "$p" 2>/dev/null || { echo "scale_bench: node $p exited at start (logs in $work/logs)" >&2; exit 1; }
+  # A node that could not start (its port taken meanwhile by another user's process: this
+  # machine is shared) counts as dead from the start: the others are to list it offline.
+  : >"$work/ports" && : >"$work/pids" && : >"$work/live.idx" && : >"$work/missing"
+  for i in $(seq 1 "$n"); do
+    if kill -0 "${pids[$((i - 1))]}" 2>/dev/null; then
+      echo $((base_port + i)) >>"$work/ports"
+      echo "${pids[$((i - 1))]}" >>"$work/pids"
+      echo "$i" >>"$work/live.idx"
+    else
+      echo "http://127.0.0.1:$((base_port + i))/" >>"$work/missing"
+      echo "  node $i did not start: $(head -c 200 "$work/logs/$((base_port + i)).log")" >&2
+    fi
   done
+  live=$(wc -l <"$work/ports")
+  missing=$((n - live))
+  ((live >= 2)) || { echo "scale_bench: $live nodes running (logs in $work/logs)" >&2; exit 1; }
 
-  read -r converge sweep_s < <(wait_agreed "$work/ports" "$n" "$work/none" "$max_wait" "$t0")
+  read -r converge sweep_s < <(wait_agreed "$work/ports" "$live" "$work/missing" "$max_wait" "$t0")
   echo "  converged: $converge s (sweeps of $sweep_s s)" >&2
 
   cpu=NA pss=NA pss_max=NA wire=NA plain=NA per_round=NA killed=0 detect=NA
@@ -238,7 +250,7 @@ for n in $sizes; do
     w1=$(now)
     read -r pss pss_max < <($helper pss "$work/pids")
     read -r exchanges wire_total plain_total < <($helper bytes "$work/logfiles" "$work/offsets")
-    read -r cpu wire plain per_round < <(awk -v t="$((ticks1 - ticks0))" -v hz="$hz" -v n="$n" -v i="$interval" \
+    read -r cpu wire plain per_round < <(awk -v t="$((ticks1 - ticks0))" -v hz="$hz" -v n="$live" -v i="$interval" \
       -v a="$w0" -v b="$w1" -v w="$wire_total" -v p="$plain_total" -v x="$exchanges" 'BEGIN {
         rounds = n * (b - a) / i
         printf "%.3f %.0f %.0f %.2f\n", t / hz * 1000 / rounds, w / rounds, p / rounds, x / rounds }')
@@ -246,8 +258,8 @@ for n in $sizes; do
 
     # 1 % killed.
     killed=$((n / 100 > 0 ? n / 100 : 1))
-    shuf -i 1-"$n" -n "$killed" >"$work/killed.idx"
-    : >"$work/dead"
+    shuf -n "$killed" "$work/live.idx" >"$work/killed.idx"
+    cp "$work/missing" "$work/dead"
     for i in $(cat "$work/killed.idx"); do echo "http://127.0.0.1:$((base_port + i))/" >>"$work/dead"; done
     # Killed and reaped with the shell's messages ("Killed") out of the table's way.
     {
@@ -256,10 +268,11 @@ for n in $sizes; do
       for i in $(cat "$work/killed.idx"); do wait "${pids[$((i - 1))]}" || true; done
     } 2>/dev/null
     awk -v b="$base_port" 'NR == FNR { dead[$1 + b] = 1; next } !($1 in dead)' "$work/killed.idx" "$work/ports" >"$work/alive"
-    read -r detect _ < <(wait_agreed "$work/alive" $((n - killed)) "$work/dead" "$max_wait" "$t1")
+    # ($live - $killed: every node still running)
+    read -r detect _ < <(wait_agreed "$work/alive" $((live - killed)) "$work/dead" "$max_wait" "$t1")
     echo "  $killed killed: agreed in $detect s" >&2
   fi
-  echo "real,$n,$csv_label,$spread,$converge,$(after_start "$converge" "$spread"),$killed,$detect,$cpu,$pss,$pss_max,$wire,$plain,$per_round,$sweep_s" >>"$csv"
+  echo "real,$n,$csv_label,$spread,$converge,$(after_start "$converge" "$spread"),$killed,$detect,$cpu,$pss,$pss_max,$wire,$plain,$per_round,$sweep_s,,,,$missing" >>"$csv"
   stop_all
   # Logs are large at debug level and needed no more.
   rm -rf "$work/logs" "$work/sweep"
@@ -269,8 +282,14 @@ done
 if [ -n "$sim_from" ]; then
   grep '^sim,' "$sim_from" >>"$csv"
 else
+  # The start pace the real runs had (their largest; past a few hundred nodes the machine
+  # starts fewer than --start-rate a second): each size run for real gets its own spread,
+  # the others that pace; without real runs, --start-rate.
+  pace=$(grep '^real,' "$csv" | sort -t, -k2,2n | tail -1 | awk -F, '$4 > 0 { printf "%.3f", $2 / $4 }')
+  pace=${pace:-$start_rate}
   for n in $sim_sizes; do
-    spread=$(awk -v n="$n" -v r="$start_rate" 'BEGIN { printf "%.3f", n / r }')
+    spread=$(grep "^real,$n," "$csv" | head -1 | cut -d, -f4)
+    [ -n "$spread" ] || spread=$(awk -v n="$n" -v r="$pace" 'BEGIN { printf "%.3f", n / r }')
     listed=()
     [ -z "$seeds" ] || listed=(--seeds "$((seeds < n ? seeds : n))")
     # A detection is a random draw (which node tries a dead peer first, and when): the median
@@ -302,10 +321,12 @@ fi
     printf "%-5s %6d %9s %10s %8s %7s %9s %12s %9s %7s %10s %10s\n", $1, $2, $4, $5, $6, $7, $8, range, $9, pss, $12, $13 }'
 } | tee "$out/scale.txt"
 {
-  echo "($label, master list naming ${seeds:-every} node$([ -z "$seeds" ] || echo s), started $start_rate a second; converge: from the first"
+  echo "($label, master list naming ${seeds:-every} node$([ -z "$seeds" ] || echo s), started at most $start_rate a second (the"
+  echo " simulator: each real run's spread, the largest one's pace beyond); converge: from the first"
   echo " start, after: from the last; CPU, PSS and bytes per node and round over ${steady} s after convergence;"
   echo " wire: gossip bodies as sent (compressed), plain: as JSON; the simulator's bytes are plain JSON"
   echo " of its kill phase)"
+  awk -F, 'NR > 1 && $19 > 0 { printf " %d: %d node(s) did not start (their ports taken meanwhile); counted as dead from the start\n", $2, $19 }' "$csv"
 } | tee -a "$out/scale.txt"
 
 # The plot: seconds against nodes, real points and the simulator's lines.
