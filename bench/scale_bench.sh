@@ -21,13 +21,14 @@
 #                 forgotten), by the same sweeps
 #
 # then prints a table, writes a CSV, runs `clustershazbot simulate --scenario converge,kill`
-# for the same settings and start pace at the real sizes and up to 10,000 nodes, and draws
+# for the same settings and start pace at the real sizes and beyond (up to 3,000 by default), and draws
 # convergence and detection time against cluster size with gnuplot (PNG).
 #
 #   bench/scale_bench.sh [options]
 #     --sizes "100 300 1000"    cluster sizes run for real (at most 3,999: the ports below)
-#     --sim-sizes "100 300 1000 3000 10000"   the simulator's curve ("" for none)
-#     --sim-from CSV            take the simulator's rows from an earlier run's CSV
+#     --sim-sizes "100 300 1000 3000"   the simulator's curve ("" for none; 10000 takes 40 min and 20 GB here)
+#     --sim-from CSV            take the simulator's rows from an earlier run's CSV (beside --sim-sizes)
+#     --real-from CSV           take the real rows from an earlier run's CSV (beside --sizes)
 #     --sim-seeds K             simulated runs per size up to 1,000 nodes, their median shown (default 5)
 #     --interval S              SHAZBOT_GOSSIP_INTERVAL (default 2; with --profile, the profile's)
 #     --profile NAME            SHAZBOT_PROFILE for every node and the simulator
@@ -46,8 +47,9 @@ cd "$(dirname "$0")/.."
 here=$PWD
 
 sizes="100 300 1000"
-sim_sizes="100 300 1000 3000 10000"
+sim_sizes="100 300 1000 3000"
 sim_from=""
+real_from=""
 interval=""
 interval_given=""
 profile=""
@@ -65,6 +67,7 @@ while (($#)); do
   --sizes) sizes=$2; shift 2 ;;
   --sim-sizes) sim_sizes=$2; shift 2 ;;
   --sim-from) sim_from=$2; shift 2 ;;
+  --real-from) real_from=$2; shift 2 ;;
   --interval) interval=$2; interval_given=1; shift 2 ;;
   --profile) profile=$2; shift 2 ;;
   --set) settings+=("$2"); shift 2 ;;
@@ -176,6 +179,7 @@ for s in "${settings[@]}"; do label="$label, $s"; done
 csv_label=${label//,/;} # a field of the CSV
 echo "kind,nodes,settings,start_spread_s,converge_s,after_last_start_s,killed,detect_s,cpu_ms_node_round,pss_kb,pss_max_kb,wire_bytes_node_round,plain_bytes_node_round,exchanges_node_round,sweep_s,detect_min_s,detect_max_s,sim_runs,not_started" >"$csv"
 
+[ -z "$real_from" ] || grep '^real,' "$real_from" >>"$csv" || true
 for n in $sizes; do
   work=$out/n$n
   rm -rf "$work" && mkdir -p "$work/logs"
@@ -280,15 +284,16 @@ done
 
 # The simulator: the same settings and start pace (the spread of N nodes is N over the rate).
 if [ -n "$sim_from" ]; then
-  grep '^sim,' "$sim_from" >>"$csv"
-else
+  grep '^sim,' "$sim_from" >>"$csv" || true
+fi
+if [ -n "$sim_sizes" ]; then
   # The start pace the real runs had (their largest; past a few hundred nodes the machine
   # starts fewer than --start-rate a second): each size run for real gets its own spread,
   # the others that pace; without real runs, --start-rate.
-  pace=$(grep '^real,' "$csv" | sort -t, -k2,2n | tail -1 | awk -F, '$4 > 0 { printf "%.3f", $2 / $4 }')
+  pace=$(grep '^real,' "$csv" | sort -t, -k2,2n | tail -1 | awk -F, '$4 > 0 { printf "%.3f", $2 / $4 }' || true)
   pace=${pace:-$start_rate}
   for n in $sim_sizes; do
-    spread=$(grep "^real,$n," "$csv" | head -1 | cut -d, -f4)
+    spread=$(grep "^real,$n," "$csv" | head -1 | cut -d, -f4 || true)
     [ -n "$spread" ] || spread=$(awk -v n="$n" -v r="$pace" 'BEGIN { printf "%.3f", n / r }')
     listed=()
     [ -z "$seeds" ] || listed=(--seeds "$((seeds < n ? seeds : n))")
@@ -333,14 +338,16 @@ fi
 grep '^real,' "$csv" | awk -F, '{ print $2, $6, $8 }' >"$out/real.dat"
 grep '^sim,' "$csv" | awk -F, '{ print $2, $6, $8, ($16 == "" ? $8 : $16), ($17 == "" ? $8 : $17) }' >"$out/sim.dat"
 gnuplot <<EOF
-set terminal pngcairo size 900,560 font "sans,11"
+set terminal pngcairo size 900,620 font "sans,11"
 set output "$out/scale.png"
 set title "clustershazbot on 127.0.0.1, $label: real processes and the simulator"
 set xlabel "nodes"
 set ylabel "seconds"
 set logscale x
 set grid
-set key top left Left reverse opaque box
+set key below Left reverse
+set autoscale xfix
+set offsets graph 0.06, graph 0.06, graph 0.12, 0
 set yrange [0:*]
 set datafile missing "NA"
 plot "$out/sim.dat" using 1:3:4:5 with yerrorlines lw 2 dt 2 pt 4 lc rgb "#d62728" title "detection of 1 % killed (kill -9), simulator (median, range of seeds)", \
