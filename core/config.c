@@ -12,7 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
-typedef enum { KIND_STRING, KIND_URL, KIND_SECONDS, KIND_BOOL, KIND_LISTEN, KIND_LOG, KIND_BYTES, KIND_CODEC } kind;
+typedef enum { KIND_STRING, KIND_URL, KIND_SECONDS, KIND_BOOL, KIND_LISTEN, KIND_LOG, KIND_BYTES, KIND_CODEC, KIND_PROFILE } kind;
 
 typedef struct variable {
     const char *name;
@@ -56,11 +56,73 @@ static const variable variables[] = {
     {"SHAZBOT_GOSSIP_RETRY", KIND_SECONDS, AT(gossip_retry), false, false, NULL, 3600},
     {"SHAZBOT_SUSPICION_WINDOW", KIND_SECONDS, AT(suspicion_window), false, true, NULL, DAY_SECONDS},
     {"SHAZBOT_COMPRESSION", KIND_CODEC, AT(compression), false, false, NULL, 0},
+    {"SHAZBOT_PROFILE", KIND_PROFILE, AT(profile), false, false, NULL, 0},
     {"HAPPY_SECRET", KIND_STRING, AT(happy_secret), false, false,
      "must not be empty ('none' opens /happy to everyone; unset, every request gets 401)", 0},
 #undef NOT_EMPTY
 };
 #undef AT
+#define VARIABLE_COUNT (sizeof variables / sizeof *variables)
+_Static_assert(VARIABLE_COUNT <= 64, "shazbot_settings.explicit_set has a bit per variable");
+
+/* The profiles: what a network asks of the timings, as the values a user would set, so that
+ * they pass the same checks (config_set) and a user can read them as settings. Each names the
+ * same variables, so that a second profile replaces all of the first one's values.
+ *
+ * The gossip timeout and the retry are the network's: how long an answer can take when the
+ * peer is alive (a 10,000-member state is 100 KB compressed, 830 KB plain), and how long a
+ * blip lasts. The suspicion window is the gossip's: how long news of a live peer may take to
+ * come round, some intervals. Detection of a dead peer takes about 3 intervals + timeout +
+ * retry + timeout (README, "Failures, partitions and a bounded state").
+ *
+ *   local  one machine (a developer's cluster, a test): a dead node's port refuses at once
+ *          and a live one answers in milliseconds; the nodes share the machine's cores, so
+ *          no compression (bytes on loopback cost nothing, zstd costs a third more CPU),
+ *          and announcements soon, so that a node restarted is in the master list within
+ *          seconds.
+ *   lan    one data centre: sub-millisecond round trips, rare loss. 2 s rounds (1,000 nodes
+ *          agree on a dead one in about 10 rounds), a second for an answer, half a second
+ *          before the retry; zstd (a 1,000-member exchange 19 KB instead of 167 KB).
+ *   wan    sites far apart: round trips of up to a few hundred ms, loss, bytes that are paid
+ *          for. 10 s rounds, PROTOCOL.md's 5 s timeout and 3 s retry, and a window of 3
+ *          intervals, since news crosses a lossy link late, and a verdict on a live peer
+ *          costs every node a flap. */
+typedef struct profile {
+    const char *name;
+    const char *settings[7][2];
+} profile;
+
+static const profile profiles[] = {
+    [PROFILE_LOCAL] = {"local",
+                       {{"SHAZBOT_GOSSIP_INTERVAL", "1"},
+                        {"SHAZBOT_GOSSIP_TIMEOUT", "1"},
+                        {"SHAZBOT_GOSSIP_RETRY", "0.5"},
+                        {"SHAZBOT_SUSPICION_WINDOW", "1.5"},
+                        {"SHAZBOT_MASTER_ANNOUNCE_MINIMUM", "5"},
+                        {"SHAZBOT_MASTER_ANNOUNCE_INTERVAL", "10"},
+                        {"SHAZBOT_COMPRESSION", "none"}}},
+    [PROFILE_LAN] = {"lan",
+                     {{"SHAZBOT_GOSSIP_INTERVAL", "2"},
+                      {"SHAZBOT_GOSSIP_TIMEOUT", "1"},
+                      {"SHAZBOT_GOSSIP_RETRY", "0.5"},
+                      {"SHAZBOT_SUSPICION_WINDOW", "3"},
+                      {"SHAZBOT_MASTER_ANNOUNCE_MINIMUM", "60"},
+                      {"SHAZBOT_MASTER_ANNOUNCE_INTERVAL", "120"},
+                      {"SHAZBOT_COMPRESSION", "zstd"}}},
+    [PROFILE_WAN] = {"wan",
+                     {{"SHAZBOT_GOSSIP_INTERVAL", "10"},
+                      {"SHAZBOT_GOSSIP_TIMEOUT", "5"},
+                      {"SHAZBOT_GOSSIP_RETRY", "3"},
+                      {"SHAZBOT_SUSPICION_WINDOW", "30"},
+                      {"SHAZBOT_MASTER_ANNOUNCE_MINIMUM", "300"},
+                      {"SHAZBOT_MASTER_ANNOUNCE_INTERVAL", "600"},
+                      {"SHAZBOT_COMPRESSION", "zstd"}}},
+};
+#define PROFILE_COUNT (sizeof profiles / sizeof *profiles)
+
+const char *config_profile_name(profile_kind p) {
+    return p > PROFILE_NONE && (size_t)p < PROFILE_COUNT ? profiles[p].name : NULL;
+}
 
 #define FIELD(s, v, type) ((type *)((char *)(s) + (v)->offset))
 
@@ -125,9 +187,16 @@ bool config_copy(shazbot_settings *dst, const shazbot_settings *src) {
 }
 
 static const variable *find(const char *name) {
-    for (size_t i = 0; i < sizeof variables / sizeof *variables; i++)
+    for (size_t i = 0; i < VARIABLE_COUNT; i++)
         if (strcmp(variables[i].name, name) == 0) return &variables[i];
     return NULL;
+}
+
+static uint64_t bit_of(const variable *v) { return (uint64_t)1 << (v - variables); }
+
+bool config_was_set(const shazbot_settings *s, const char *name) {
+    const variable *v = find(name);
+    return v && (s->explicit_set & bit_of(v));
 }
 
 static bool bad(char *err, size_t err_len, const char *name, const char *value, const char *why) {
@@ -144,6 +213,30 @@ static bool parse_number(const char *value, double *out) {
     return true;
 }
 
+static bool set_value(shazbot_settings *s, const variable *v, const char *value, char *err, size_t err_len);
+
+/* Gives every variable of the profile that was not set its value. The values are the table's,
+ * which test_config checks are accepted; one refused would be a bug of that table, and leaves
+ * the settings as they were: the profile is applied to a copy (a shallow one: a profile sets
+ * numbers and choices, never a string). */
+static bool apply_profile(shazbot_settings *s, const variable *v, const char *value, char *err, size_t err_len) {
+    for (size_t p = PROFILE_NONE + 1; p < PROFILE_COUNT; p++) {
+        if (strcasecmp(value, profiles[p].name) != 0) continue;
+        shazbot_settings t = *s;
+        for (size_t i = 0; i < sizeof profiles[p].settings / sizeof *profiles[p].settings; i++) {
+            const variable *target = find(profiles[p].settings[i][0]);
+            if (!target || target->kind == KIND_STRING || target->kind == KIND_URL || target->kind == KIND_LISTEN)
+                return bad(err, err_len, v->name, value, "names a setting a profile cannot set (a bug)");
+            if (t.explicit_set & bit_of(target)) continue;
+            if (!set_value(&t, target, profiles[p].settings[i][1], err, err_len)) return false;
+        }
+        t.profile = (profile_kind)p;
+        *s = t;
+        return true;
+    }
+    return bad(err, err_len, v->name, value, "is not one of local, lan, wan");
+}
+
 bool config_set(shazbot_settings *s, const char *name, const char *value, char *err,
                 size_t err_len) {
     const variable *v = find(name);
@@ -151,6 +244,13 @@ bool config_set(shazbot_settings *s, const char *name, const char *value, char *
         snprintf(err, err_len, "%s: not a clustershazbot setting", name);
         return false;
     }
+    if (!set_value(s, v, value, err, err_len)) return false;
+    s->explicit_set |= bit_of(v);
+    return true;
+}
+
+static bool set_value(shazbot_settings *s, const variable *v, const char *value, char *err, size_t err_len) {
+    const char *name = v->name;
     switch (v->kind) {
     case KIND_URL:
         if (!membership_url_valid(value, strlen(value)))
@@ -206,6 +306,8 @@ bool config_set(shazbot_settings *s, const char *name, const char *value, char *
         }
         return bad(err, err_len, name, value, "is not one of zstd, gzip, none");
     }
+    case KIND_PROFILE:
+        return apply_profile(s, v, value, err, err_len);
     case KIND_LISTEN: {
         char *host = NULL;
         int port;

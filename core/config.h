@@ -14,6 +14,9 @@ typedef enum { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG } log_level;
  * the ones it writes: identity (none), gzip, zstd. deflate is only read. */
 typedef enum { CODEC_IDENTITY = 0, CODEC_GZIP, CODEC_ZSTD, CODEC_DEFLATE } codec_kind;
 
+/* SHAZBOT_PROFILE: one choice of network instead of six numbers (config.c's profiles). */
+typedef enum { PROFILE_NONE = 0, PROFILE_LOCAL, PROFILE_LAN, PROFILE_WAN } profile_kind;
+
 typedef struct shazbot_settings {
     char *secret;
     char *control_secret;
@@ -43,6 +46,11 @@ typedef struct shazbot_settings {
      * (CODEC_ZSTD, CODEC_GZIP or CODEC_IDENTITY for none). What it is sent it reads whatever
      * this says. */
     codec_kind compression;
+    /* SHAZBOT_PROFILE: the values it gave are in the fields above, where nothing set them. */
+    profile_kind profile;
+    /* Bit i: the variable at index i of config.c's table was set (config_set), so a profile,
+     * whenever it comes, leaves it as it is: explicit settings win, in any order. */
+    uint64_t explicit_set;
 } shazbot_settings;
 
 /* Defaults for everything optional; required values NULL. */
@@ -68,6 +76,12 @@ bool config_check(const shazbot_settings *s, char *err, size_t err_len);
 double config_gossip_timeout(const shazbot_settings *s);
 double config_gossip_retry(const shazbot_settings *s);
 double config_suspicion_window(const shazbot_settings *s);
+
+/* Whether the variable `name` was given a value (by config_set, not by a profile). */
+bool config_was_set(const shazbot_settings *s, const char *name);
+
+/* "local", "lan", "wan", or NULL for PROFILE_NONE. */
+const char *config_profile_name(profile_kind p);
 
 /* Port of an http(s) URL (explicit, or 80/443). Returns 0 if it cannot be read. */
 int config_url_port(const char *url);

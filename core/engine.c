@@ -750,7 +750,11 @@ int engine_start(engine *e) {
     if (e->state != NODE_CREATED) return -1;
     e->state = NODE_RUNNING;
     membership_refresh_self(e->m, engine_now(e));
-    log_info(e->cfg.log_level, "starting as %s", e->cfg.base_url);
+    /* The timings in effect, wherever they came from (set, a profile, the interval). */
+    const char *profile = config_profile_name(e->cfg.profile);
+    log_info(e->cfg.log_level, "starting as %s: gossip every %g s, timeout %g s, retry %g s, suspicion window %g s%s%s",
+             e->cfg.base_url, e->cfg.gossip_interval, config_gossip_timeout(&e->cfg), config_gossip_retry(&e->cfg),
+             config_suspicion_window(&e->cfg), profile ? ", profile " : "", profile ? profile : "");
     fetch_master_list(e);
     engine_arm(e, e->round.timer, policy_gossip_delay(e->pol, e->cfg.gossip_interval));
     engine_arm(e, e->announcer.timer, policy_announce_delay(e->pol, e->cfg.announce_minimum, e->cfg.announce_interval));

@@ -704,7 +704,7 @@ static void phase_longrun(sim *s, phase_result *r, int count) {
 /* ---- the run --------------------------------------------------------------------------------- */
 
 void shazbot_sim_options_init(shazbot_sim_options *o) {
-    *o = (shazbot_sim_options){.nodes = 50, .interval = 2, .announce_minimum = 300, .announce_interval = 600,
+    *o = (shazbot_sim_options){.nodes = 50, .interval = NAN, .announce_minimum = 300, .announce_interval = 600,
                                .scenario = "converge,kill,partition", .kill = -1, .leave = -1,
                                .partition_seconds = 60, .loss = 0.05, .loss_seconds = 120, .latency_ms = 1,
                                .start_spread = 1, .max_wait = 900, .longrun_hours = 48, .seed = 1};
@@ -821,7 +821,28 @@ static void print_row(const shazbot_sim_options *o, const phase_result *r, FILE 
     fflush(out);
 }
 
-int shazbot_simulate(const shazbot_sim_options *o, FILE *out, char *err, size_t err_len) {
+/* --interval unset (NAN): the interval of the nodes' settings, a profile's or one --set gives,
+ * else 2 s. The nodes are then given it explicitly, as every round count and sample step uses
+ * it. A bad setting is left for node_init to report. */
+static double settings_interval(const shazbot_sim_options *o) {
+    shazbot_settings cfg;
+    config_init(&cfg);
+    char err[256], name[128];
+    for (size_t i = 0; o->settings && o->settings[i]; i++) {
+        const char *eq = strchr(o->settings[i], '=');
+        if (!eq || (size_t)(eq - o->settings[i]) >= sizeof name) continue;
+        snprintf(name, sizeof name, "%.*s", (int)(eq - o->settings[i]), o->settings[i]);
+        config_set(&cfg, name, eq + 1, err, sizeof err);
+    }
+    double interval = cfg.profile != PROFILE_NONE || config_was_set(&cfg, "SHAZBOT_GOSSIP_INTERVAL") ? cfg.gossip_interval : 2;
+    config_free(&cfg);
+    return interval;
+}
+
+int shazbot_simulate(const shazbot_sim_options *given, FILE *out, char *err, size_t err_len) {
+    shazbot_sim_options resolved = *given;
+    if (isnan(resolved.interval)) resolved.interval = settings_interval(given);
+    const shazbot_sim_options *o = &resolved;
     if (!check_options(o, err, err_len)) return -1;
     struct timespec wall0;
     clock_gettime(CLOCK_MONOTONIC, &wall0);

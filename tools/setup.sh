@@ -19,7 +19,7 @@ if [ "${1:-}" = "--program" ]; then
 else
   packages+=(lua5.4 lua-cjson lua-busted lua-socket lua-zlib zstd
              libcjson-dev libjansson-dev libjson-c-dev libjsmn-dev valgrind wrk luarocks
-             nginx libnginx-mod-http-lua clang-14 libclang-rt-14-dev prometheus)
+             nginx libnginx-mod-http-lua clang-14 libclang-rt-14-dev prometheus gnuplot-nox)
   configure=(-DBUILD_TESTING=ON -DSHAZBOT_BENCH=ON)
 fi
 

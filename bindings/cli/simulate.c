@@ -20,7 +20,7 @@ static const char *const simulate_usage =
     "nodes that were alive and reachable) and the gossip bytes per node per round.\n"
     "\n"
     "  --nodes N               cluster size (default 50)\n"
-    "  --interval S            gossip interval, seconds (default 2)\n"
+    "  --interval S            gossip interval, seconds (default: the profile's or --set one, else 2)\n"
     "  --scenario LIST         phases in order, comma-separated (default converge,kill,partition):\n"
     "                          converge    start from a master list of every node, until all agree\n"
     "                          kill        kill -9 of --kill nodes, until all agree they are offline\n"

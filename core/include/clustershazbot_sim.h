@@ -21,7 +21,8 @@ extern "C" {
 
 typedef struct shazbot_sim_options {
     int nodes;                 /* cluster size (default 50) */
-    double interval;           /* SHAZBOT_GOSSIP_INTERVAL of every node, seconds (default 2) */
+    double interval;           /* SHAZBOT_GOSSIP_INTERVAL of every node, seconds (default NAN, unset: that
+                                  of `settings`, SHAZBOT_GOSSIP_INTERVAL or SHAZBOT_PROFILE's, else 2) */
     double announce_minimum;   /* SHAZBOT_MASTER_ANNOUNCE_MINIMUM (default 300) */
     double announce_interval;  /* SHAZBOT_MASTER_ANNOUNCE_INTERVAL (default 600) */
     const char *scenario;      /* phases, comma-separated, run in order on one cluster

@@ -52,7 +52,10 @@ static void set_bad(shazbot_settings *s, const char *name, const char *value, in
                 before.announce_interval == s->announce_interval && before.monitor == s->monitor &&
                 before.update_master_list_on_shutdown == s->update_master_list_on_shutdown &&
                 before.listen_port == s->listen_port && before.log_level == s->log_level &&
-                before.max_body == s->max_body && before.max_clock_skew == s->max_clock_skew;
+                before.max_body == s->max_body && before.max_clock_skew == s->max_clock_skew &&
+                before.gossip_timeout == s->gossip_timeout && before.gossip_retry == s->gossip_retry &&
+                before.suspicion_window == s->suspicion_window && before.compression == s->compression &&
+                before.profile == s->profile && before.explicit_set == s->explicit_set;
     const char *const strings[][2] = {
         {before.secret, s->secret},
         {before.control_secret, s->control_secret},
@@ -407,8 +410,94 @@ static void test_copy(void) {
     config_free(&empty);
 }
 
+/* SHAZBOT_PROFILE: each profile's values (those of the README's table), explicit settings
+ * winning whichever comes first, a second profile replacing the first, unknown names refused
+ * with the choices and nothing changed. */
+static void test_profiles(void) {
+    static const struct {
+        const char *name;
+        profile_kind kind;
+        double interval, timeout, retry, window, minimum, spread;
+        codec_kind compression;
+    } expected[] = {
+        {"local", PROFILE_LOCAL, 1, 1, 0.5, 1.5, 5, 10, CODEC_IDENTITY},
+        {"lan", PROFILE_LAN, 2, 1, 0.5, 3, 60, 120, CODEC_ZSTD},
+        {"wan", PROFILE_WAN, 10, 5, 3, 30, 300, 600, CODEC_ZSTD},
+    };
+    for (size_t i = 0; i < sizeof expected / sizeof *expected; i++) {
+        shazbot_settings s;
+        config_init(&s);
+        if (SET_OK(&s, "SHAZBOT_PROFILE", expected[i].name)) {
+            CHECK_INT(s.profile, expected[i].kind);
+            CHECK(strcmp(config_profile_name(s.profile), expected[i].name) == 0);
+            CHECK(s.gossip_interval == expected[i].interval);
+            CHECK(config_gossip_timeout(&s) == expected[i].timeout);
+            CHECK(config_gossip_retry(&s) == expected[i].retry);
+            CHECK(config_suspicion_window(&s) == expected[i].window);
+            CHECK(s.announce_minimum == expected[i].minimum);
+            CHECK(s.announce_interval == expected[i].spread);
+            CHECK_INT(s.compression, expected[i].compression);
+            /* What no profile touches stays as it was. */
+            CHECK(s.max_clock_skew == 300 && s.request_timeout == 20 && s.max_body == 8u << 20);
+        }
+        config_free(&s);
+    }
+
+    shazbot_settings s;
+    config_init(&s);
+    CHECK(config_profile_name(s.profile) == NULL);
+    /* Without a profile the timings follow the interval, as before. */
+    CHECK(config_gossip_timeout(&s) == 5 && config_gossip_retry(&s) == 3 && config_suspicion_window(&s) == 45);
+
+    /* Set before the profile: kept. */
+    SET_OK(&s, "SHAZBOT_GOSSIP_INTERVAL", "7");
+    SET_OK(&s, "SHAZBOT_COMPRESSION", "gzip");
+    SET_OK(&s, "SHAZBOT_PROFILE", "wan");
+    CHECK(s.gossip_interval == 7);
+    CHECK_INT(s.compression, CODEC_GZIP);
+    CHECK(config_gossip_timeout(&s) == 5 && config_gossip_retry(&s) == 3 && config_suspicion_window(&s) == 30);
+    /* Set after it: replaces its value. */
+    SET_OK(&s, "SHAZBOT_GOSSIP_RETRY", "1.25");
+    CHECK(config_gossip_retry(&s) == 1.25);
+    /* A second profile replaces what the first gave, and keeps what was set. */
+    if (SET_OK(&s, "SHAZBOT_PROFILE", "LAN")) {
+        CHECK_INT(s.profile, PROFILE_LAN);
+        CHECK(s.gossip_interval == 7 && config_gossip_retry(&s) == 1.25);
+        CHECK_INT(s.compression, CODEC_GZIP);
+        CHECK(config_gossip_timeout(&s) == 1 && config_suspicion_window(&s) == 3 && s.announce_minimum == 60);
+    }
+
+    /* Unknown names: refused with the choices, nothing changed (set_bad compares). */
+    static const char *bad[] = {"fast", "", "lan ", " wan", "none", "default", "LAN,wan", "lan\n"};
+    for (size_t b = 0; b < sizeof bad / sizeof *bad; b++) SET_BAD(&s, "SHAZBOT_PROFILE", bad[b]);
+    char err[256];
+    CHECK(!config_set(&s, "SHAZBOT_PROFILE", "datacentre", err, sizeof err));
+    CHECK_CONTAINS(err, "SHAZBOT_PROFILE: \"datacentre\" is not one of local, lan, wan");
+    CHECK_INT(s.profile, PROFILE_LAN);
+    config_free(&s);
+
+    /* From the environment, where the timeout is read before the profile (config.c's order). */
+    static const char *timings[] = {"SHAZBOT_GOSSIP_INTERVAL", "SHAZBOT_GOSSIP_RETRY", "SHAZBOT_SUSPICION_WINDOW",
+                                    "SHAZBOT_COMPRESSION", "SHAZBOT_MASTER_ANNOUNCE_MINIMUM",
+                                    "SHAZBOT_MASTER_ANNOUNCE_INTERVAL"};
+    for (size_t i = 0; i < sizeof timings / sizeof *timings; i++) unsetenv(timings[i]);
+    setenv("SHAZBOT_PROFILE", "local", 1);
+    setenv("SHAZBOT_GOSSIP_TIMEOUT", "0.25", 1);
+    shazbot_settings e;
+    config_init(&e);
+    char env_err[256] = "";
+    config_from_env(&e, env_err, sizeof env_err); /* the required ones are missing: no matter here */
+    CHECK_INT(e.profile, PROFILE_LOCAL);
+    CHECK(e.gossip_interval == 1 && config_gossip_timeout(&e) == 0.25 && config_gossip_retry(&e) == 0.5);
+    CHECK_INT(e.compression, CODEC_IDENTITY);
+    config_free(&e);
+    unsetenv("SHAZBOT_PROFILE");
+    unsetenv("SHAZBOT_GOSSIP_TIMEOUT");
+}
+
 int main(void) {
     test_defaults();
+    test_profiles();
     test_numbers();
     test_booleans_and_levels();
     test_listen();

@@ -33,7 +33,8 @@ static bool same_settings(const shazbot_settings *a, const shazbot_settings *b) 
            same_string(a->happy_secret, b->happy_secret) && a->max_body == b->max_body &&
            a->max_clock_skew == b->max_clock_skew && a->request_timeout == b->request_timeout &&
            a->compression == b->compression && a->gossip_timeout == b->gossip_timeout &&
-           a->gossip_retry == b->gossip_retry && a->suspicion_window == b->suspicion_window;
+           a->gossip_retry == b->gossip_retry && a->suspicion_window == b->suspicion_window &&
+           a->profile == b->profile && a->explicit_set == b->explicit_set;
 }
 
 /* Seconds settings: where the value lands, whether 0 is taken, the most taken. */
@@ -102,6 +103,13 @@ static void check_accepted(const shazbot_settings *s, const char *name, const ch
         static const char *codings[] = {"none", "gzip", "zstd"};
         FUZZ_ASSERT(s->compression <= CODEC_ZSTD && strcasecmp(value, codings[s->compression]) == 0,
                     "SHAZBOT_COMPRESSION=\"%s\" set to %d", value, s->compression);
+    } else if (strcmp(name, "SHAZBOT_PROFILE") == 0) {
+        /* One of the three, by name; the timings it gave (where nothing was set) in bounds. */
+        const char *got = config_profile_name(s->profile);
+        FUZZ_ASSERT(got && strcasecmp(value, got) == 0, "SHAZBOT_PROFILE=\"%s\" set to %d", value, s->profile);
+        FUZZ_ASSERT(s->gossip_interval > 0 && s->gossip_interval <= 30 * DAY && config_gossip_timeout(s) > 0 &&
+                        config_gossip_retry(s) > 0 && config_suspicion_window(s) >= 0,
+                    "SHAZBOT_PROFILE=\"%s\": timings out of bounds", value);
     } else if (strcmp(name, "SHAZBOT_LISTEN") == 0) {
         FUZZ_ASSERT(s->listen_port >= 0 && s->listen_port <= 65535, "SHAZBOT_LISTEN=\"%s\": port %d", value, s->listen_port);
         FUZZ_ASSERT(!s->listen_host || (*s->listen_host && strlen(s->listen_host) < strlen(value)),

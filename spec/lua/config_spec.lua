@@ -53,11 +53,38 @@ describe("clustershazbot serve", function()
     { "SHAZBOT_LISTEN", "nowhere" }, { "SHAZBOT_LISTEN", "127.0.0.1:70000" },
     { "SHAZBOT_MAX_BODY", "12kb" }, { "SHAZBOT_MAX_BODY", "10" },
     { "SHAZBOT_LOG_LEVEL", "loud" }, { "SHAZBOT_REQUEST_TIMEOUT", "0" }, { "SHAZBOT_REQUEST_TIMEOUT", "1m" },
+    { "SHAZBOT_PROFILE", "fast" }, { "SHAZBOT_PROFILE", "" }, { "SHAZBOT_PROFILE", "lan " },
   }) do
     it(string.format("exits with status 2 on %s=%q, naming the variable and the value", case[1], case[2]), function()
       refused({ [case[1]] = case[2] }, case[1], '"' .. case[2] .. '"')
     end)
   end
+
+  it("refuses an unknown SHAZBOT_PROFILE with status 2, naming the variable, the value and the choices", function()
+    refused({ SHAZBOT_PROFILE = "datacentre" }, 'SHAZBOT_PROFILE: "datacentre" is not one of local, lan, wan')
+  end)
+
+  -- The node says at start which timings are in effect: each profile's, and what was set
+  -- explicitly beside a profile (the test support's environment sets the interval: unset here).
+  it("takes its timings from SHAZBOT_PROFILE, explicit settings winning", function()
+    for _, case in ipairs({
+      { { SHAZBOT_PROFILE = "local" }, "gossip every 1 s, timeout 1 s, retry 0.5 s, suspicion window 1.5 s, profile local" },
+      { { SHAZBOT_PROFILE = "lan" }, "gossip every 2 s, timeout 1 s, retry 0.5 s, suspicion window 3 s, profile lan" },
+      { { SHAZBOT_PROFILE = "WAN" }, "gossip every 10 s, timeout 5 s, retry 3 s, suspicion window 30 s, profile wan" },
+      { { SHAZBOT_PROFILE = "wan", SHAZBOT_GOSSIP_INTERVAL = "7", SHAZBOT_SUSPICION_WINDOW = "0" },
+        "gossip every 7 s, timeout 5 s, retry 3 s, suspicion window 0 s, profile wan" },
+      { { SHAZBOT_GOSSIP_INTERVAL = "2" }, "gossip every 2 s, timeout 2 s, retry 1 s, suspicion window 3 s" },
+    }) do
+      local env = { SHAZBOT_GOSSIP_INTERVAL = false }
+      for k, v in pairs(case[1]) do env[k] = v end
+      local node = cluster.start_node(nil, env)
+      local log = cluster.read_log(node.proc)
+      local line = log:match("starting as [^\n]*") or log
+      assert.truthy(line:find(node.url .. ": " .. case[2], 1, true), line)
+      if not case[1].SHAZBOT_PROFILE then assert.falsy(line:find("profile", 1, true), line) end
+      cluster.cleanup()
+    end
+  end)
 
   it("accepts case-insensitive booleans and fractional seconds", function()
     local node = cluster.start_node(nil, { SHAZBOT_MONITOR = "TRUE", SHAZBOT_GOSSIP_INTERVAL = "0.5",

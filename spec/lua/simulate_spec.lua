@@ -61,6 +61,18 @@ describe("clustershazbot simulate", function()
     assert.is_true(math.abs(longrun.seconds - 20 * 3600) < 1)
   end)
 
+  it("takes the interval of a profile, or of --set, unless --interval names one", function()
+    assert.are.equal(10, simulate_json("--nodes 6 --scenario converge --set SHAZBOT_PROFILE=wan").interval)
+    assert.are.equal(1, simulate_json("--nodes 6 --scenario converge --set SHAZBOT_PROFILE=local").interval)
+    assert.are.equal(3, simulate_json("--nodes 6 --scenario converge --set SHAZBOT_PROFILE=wan --interval 3").interval)
+    assert.are.equal(4, simulate_json("--nodes 6 --scenario converge --set SHAZBOT_GOSSIP_INTERVAL=4").interval)
+    assert.are.equal(2, simulate_json("--nodes 6 --scenario converge").interval)
+    -- A profile's rounds are counted in its own interval: 30 virtual seconds of wan are 3 rounds.
+    local r = simulate_json("--nodes 6 --scenario converge,kill --kill 1 --set SHAZBOT_PROFILE=wan")
+    assert.is_true(r.phases[2].reached)
+    assert.is_true(math.abs(r.phases[2].rounds - r.phases[2].seconds / 10) < 0.01, cjson.encode(r.phases[2]))
+  end)
+
   it("repeats a run for a seed, and differs for another", function()
     local args = "--nodes 40 --scenario converge,kill,partition --partition-seconds 20 --json"
     local _, a = simulate(args .. " --seed 5")
