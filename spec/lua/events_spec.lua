@@ -13,26 +13,10 @@
 
 local cluster = require "support.cluster"
 local cjson = require "cjson"
-local socket = require "socket"
 
 local sh = cluster.sh
 
--- This spec's ports: a range of its own, so that it can run beside the others.
-local handed_out = {}
-local function free_port()
-  for _ = 1, 200 do
-    local port = math.random(24000, 24499)
-    if not handed_out[port] then
-      local s = socket.bind("127.0.0.1", port)
-      if s then
-        s:close()
-        handed_out[port] = true
-        return port
-      end
-    end
-  end
-  error("no free port between 24000 and 24499")
-end
+local free_port = cluster.free_port
 
 local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
@@ -87,18 +71,9 @@ describe("change events", function()
   teardown(function() cluster.cleanup() end)
 
   it("are the same sequence through the Lua hook, the C callback, watch --json and --on-change", function()
-    local build = assert(os.getenv("SHAZBOT_BUILD"), "SHAZBOT_BUILD must name the build tree")
     local source = assert(os.getenv("SHAZBOT_SOURCE"), "SHAZBOT_SOURCE must name the source tree")
     local dir = cluster.tempdir()
-
-    -- The C host, built as examples/c-host says.
-    local prefix = dir .. "/prefix"
-    local status, out = sh(string.format("cmake --install '%s' --prefix '%s'", build, prefix))
-    assert.are.equal(0, status, out)
-    local sanitize = os.getenv("SHAZBOT_SANITIZE") == "ON" and "-fsanitize=address,undefined" or ""
-    status, out = sh(string.format("cc -Wall -Wextra -Werror %s '%s/examples/c-host/main.c' -o '%s/c-host' $(PKG_CONFIG_PATH='%s/lib/pkgconfig' pkg-config --cflags --libs clustershazbot) -Wl,-rpath,'%s/lib'",
-      sanitize, source, dir, prefix, prefix))
-    assert.are.equal(0, status, out)
+    local c_host = cluster.build_c_host(dir) -- built as examples/c-host says
 
     local policy = source .. "/spec/lua/fixtures/events_policy.lua"
     local store = cluster.start_store(dir, free_port())
@@ -119,7 +94,7 @@ describe("change events", function()
       [["$SHAZBOT_EVENT_SEQ" "$SHAZBOT_EVENT_KIND" "$SHAZBOT_EVENT_URL" "$SHAZBOT_EVENT_BEFORE" "$SHAZBOT_EVENT_AFTER" ]] ..
       [["$(date +%%s%%3N)" >> %s; cat >> %s]], quote(handler_env), quote(handler_stdin))
     local a = start(cluster.bin, "serve --on-change " .. quote(handler), free_port())
-    local b = start(dir .. "/c-host", "", free_port())
+    local b = start(c_host, "", free_port())
     local watch_a = cluster.spawn_program(cluster.bin, string.format("watch --json --url %s --control-secret %s",
       a.url, cluster.control_secret), {}, dir)
     local watch_b = cluster.spawn_program(cluster.bin, string.format("watch --json --url %s --control-secret %s",

@@ -290,6 +290,24 @@ function cluster.merged(...)
   return out
 end
 
+-- examples/c-host/main.c built as its README says: the build tree installed under
+-- `dir`/prefix, compiled with pkg-config (and the sanitizers when the build has them).
+-- Returns the program's path; fails the spec with the compiler's output if it does not build.
+function cluster.build_c_host(dir)
+  local build = assert(os.getenv("SHAZBOT_BUILD"), "SHAZBOT_BUILD must name the build tree")
+  local source = assert(os.getenv("SHAZBOT_SOURCE"), "SHAZBOT_SOURCE must name the source tree")
+  local prefix = dir .. "/prefix"
+  local status, out = cluster.sh(string.format("cmake --install '%s' --prefix '%s'", build, prefix))
+  assert(status == 0, out)
+  local pc = "PKG_CONFIG_PATH='" .. prefix .. "/lib/pkgconfig' pkg-config"
+  -- A library built with the sanitizers needs a program built with them.
+  local sanitize = os.getenv("SHAZBOT_SANITIZE") == "ON" and "-fsanitize=address,undefined" or ""
+  status, out = cluster.sh(string.format("cc -Wall -Wextra -Werror %s '%s/examples/c-host/main.c' -o '%s/c-host' $(%s --cflags --libs clustershazbot) -Wl,-rpath,'%s/lib'",
+    sanitize, source, dir, pc, prefix))
+  assert(status == 0, out)
+  return dir .. "/c-host"
+end
+
 -- Environment of a node at `port` using `store`; `extra` overrides or adds variables.
 function cluster.node_env(port, store, extra, host)
   host = host or "127.0.0.1"
