@@ -499,7 +499,7 @@ static bool hold_offline_claim(void *ctx, const member *r, int64_t claimed) {
     engine *e = ctx;
     if (e->state != NODE_RUNNING || config_suspicion_window(&e->cfg) <= 0) return false;
     node_confirms *c = &e->confirms;
-    if (c->answering && strcmp(c->answering, r->base_url) == 0) return false;
+    if (e->events.speaker && strcmp(e->events.speaker, r->base_url) == 0) return false;
     node_confirm *free_slot = NULL;
     for (int i = 0; i < ENGINE_CONFIRMS; i++) {
         node_confirm *slot = &c->slot[i];
@@ -536,9 +536,7 @@ static void on_confirm_answer(void *arg, const transfer_result *r) {
     engine *e = slot->e;
     if (!e) return; /* released: the engine is gone */
     count_transfer(e, TRANSFER_CONFIRM, r);
-    e->confirms.answering = slot->peer;
     bool answered = merge_answer(e, r, WIRE_GOSSIP, slot->peer);
-    e->confirms.answering = NULL;
     if (answered || refused_for_size(r)) {
         e->confirms.refuted++;
         log_debug(e->cfg.log_level, "peer %s, reported offline, answered: kept online", slot->peer);
@@ -764,10 +762,9 @@ int engine_start(engine *e) {
 void engine_take_gossip(engine *e, const member_update *u, size_t count, const char *sender) {
     membership_refresh_self(e->m, engine_now(e));
     /* A goodbye comes straight from the node leaving: its own word (hold_offline_claim). */
-    const char *answering = e->confirms.answering, *speaker = e->events.speaker;
-    if (sender) e->confirms.answering = e->events.speaker = sender;
+    const char *speaker = e->events.speaker;
+    if (sender) e->events.speaker = sender;
     engine_merge(e, u, count);
-    e->confirms.answering = answering;
     e->events.speaker = speaker;
 }
 

@@ -53,7 +53,6 @@ typedef struct node_confirm {
 
 typedef struct node_confirms {
     node_confirm slot[ENGINE_CONFIRMS];
-    const char *answering;   /* the peer whose confirmation answer is being merged */
     uint64_t refuted, confirmed; /* claims a live peer answered, claims applied after a failure */
 } node_confirms;
 
