@@ -32,6 +32,7 @@ static const char BAD_EXTENSION[] = "malformed chunked body: a malformed chunk e
 static const char NO_CRLF[] = "malformed chunked body: chunk data longer than its size, or not followed by CRLF";
 static const char BAD_TRAILER[] = "malformed chunked body: a malformed trailer field";
 static const char BIG_TRAILER[] = "malformed chunked body: the head and the trailer fields over the header limit";
+static const char NUL_IN_HEAD[] = "malformed request head: a NUL byte in the request line or a header field";
 
 void http_framing_init(http_framing *f, uint64_t max_body, size_t max_headers) {
     memset(f, 0, sizeof *f);
@@ -160,9 +161,12 @@ static void next_request(http_framing *f) {
 }
 
 static void refuse(http_framing *f, uint64_t at, const char *why, http_framing_edit *edit) {
+    bool in_head = f->state == HEAD;
     f->state = ASIDE;
     f->why = why;
-    f->refused_body_start = f->body_start;
+    /* In a head, evhttp has drained past the refused line's first byte only once it read that
+     * line, where it fails on the filler; an earlier line's failure leaves it at or before. */
+    f->refused_body_start = in_head ? at + 1 : f->body_start;
     *edit = (http_framing_edit){.action = HTTP_FRAMING_REFUSE, .at = at};
 }
 
@@ -229,8 +233,15 @@ static void keep_value(buf *into, const char *v, size_t len, bool folded) {
     buf_add(into, v + i, len - i);
 }
 
-static void head_bytes(http_framing *f, const char *p, size_t n) {
+static void head_bytes(http_framing *f, const char *p, size_t n, http_framing_edit *edit) {
     if (n == 0) return;
+    /* evhttp cuts a line at a NUL and keeps what is before: "Authorization: s3cret\0junk" would
+     * be taken as "s3cret", and what a proxy in front read as one value this node reads as
+     * another. A NUL has no place in a head (RFC 9110 section 5.5): the request is refused. */
+    if (memchr(p, '\0', n)) {
+        refuse(f, f->line_start, NUL_IN_HEAD, edit);
+        return;
+    }
     f->line_len += n;
     f->line_cr = p[n - 1] == '\r';
     /* evhttp refuses a head whose lines (without their ends) add up to more than its limit. */
@@ -402,7 +413,7 @@ size_t http_framing_read(http_framing *f, const char *data, size_t len, http_fra
         default: { /* HEAD, CHUNK_LINE, TRAILER: a line */
             const char *lf = memchr(data + at, '\n', len - at);
             step = lf ? (size_t)(lf - (data + at)) : len - at;
-            if (f->state == HEAD) head_bytes(f, data + at, step);
+            if (f->state == HEAD) head_bytes(f, data + at, step, edit);
             else chunk_line_bytes(f, data + at, step, edit);
             f->read += step;
             at += step;

@@ -22,6 +22,10 @@
  *   fails the request, in its words with 413, and http_framing_refusal() gives the reason for
  *   the 400 the server answers instead.
  *
+ * A head line with a NUL byte is refused the same way (evhttp would cut the value there and
+ * read "s3cret\0junk" as "s3cret"); evhttp fails the filler line with 400, answered with the
+ * reason too.
+ *
  * Where evhttp refuses a request itself (a head it cannot parse, a body over the limit) it
  * closes the connection after its answer, and the tracker reads no further. Offsets count the
  * connection's bytes from its first; the caller maps them to its buffer by what evhttp has
@@ -82,6 +86,8 @@ typedef struct http_framing {
     uint64_t body_size;  /* chunk sizes so far */
     /* A refusal. */
     const char *why;
+    /* evhttp failed on the refused line once it drained this far (a head line: past its first
+     * byte; a body: into it). */
     uint64_t refused_body_start;
 } http_framing;
 

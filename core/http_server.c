@@ -325,7 +325,8 @@ static void rewrite_page_at_end(connection *c, struct evbuffer *out, size_t len)
     if (status < 400 || status > 599 || html.pos < 0) return;
 
     buf message = {0}, json = {0}, answer = {0};
-    const char *refusal = status == 413 ? http_framing_refusal(&c->framing) : NULL;
+    /* evhttp answers a refused chunked frame with 413, a refused head with 400. */
+    const char *refusal = status == 413 || status == 400 ? http_framing_refusal(&c->framing) : NULL;
     if (refusal) {
         status = 400;
         buf_add_str(&message, refusal);

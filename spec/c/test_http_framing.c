@@ -95,8 +95,14 @@ static void test_heads(void) {
     EXPECT("the name in any case, the value trimmed",
            "PUT / HTTP/1.1\r\ntransfer-encoding:   CHUNKED \t\r\n\r\n5;a\r\nhello\r\n0\r\n\r\n",
            "PUT / HTTP/1.1\r\ntransfer-encoding:   CHUNKED \t\r\n\r\n005\r\nhello\r\n0\r\n\r\n", NULL);
-    EXPECT("a NUL ends the value", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\0junk\r\n\r\n5;a\r\nhello\r\n0\r\n\r\n",
-           "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\0junk\r\n\r\n005\r\nhello\r\n0\r\n\r\n", NULL);
+    /* evhttp would cut the value at the NUL: the head is refused instead (issue 11). */
+    EXPECT("a NUL in a framing field", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\0junk\r\n\r\n5;a\r\nhello\r\n0\r\n\r\n",
+           "POST / HTTP/1.1\r\n<refused>", "NUL byte");
+    EXPECT("a NUL in a secret", "GET /clustershazbot/members HTTP/1.1\r\nHost: x\r\nAuthorization: s3cret\0junk\r\n\r\n",
+           "GET /clustershazbot/members HTTP/1.1\r\nHost: x\r\n<refused>", "NUL byte");
+    EXPECT("a NUL in the request line", "GET /\0x HTTP/1.1\r\n\r\n", "<refused>", "NUL byte");
+    EXPECT("a NUL in a later request", "GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\nX: \0\r\n\r\n",
+           "GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n<refused>", "NUL byte");
     /* Not chunked for evhttp: what follows the head is the next request, and stays as it is. */
     SAME("HEAD has no body", "HEAD / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;x\r\nhello\r\n");
     SAME("TRACE has no body", "TRACE / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;x\r\nhello\r\n");

@@ -129,6 +129,33 @@ describe("evhttp's own errors and chunked bodies", function()
       assert.is_nil(view.online[record.baseUrl])
     end)
 
+    -- evhttp cuts a header value at a NUL: "Authorization: <secret>\0junk" was accepted as
+    -- the secret (issue 11, point 6). A NUL anywhere in a head is refused with 400.
+    it("refuses a head with a NUL byte, even where the value before it is the right secret", function()
+      local record = fresh_record()
+      local body = cluster.gossip_body({ record })
+      for _, case in ipairs({
+        { "a secret with a NUL", "POST /clustershazbot/gossip HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: " ..
+          cluster.secret .. "\0junk\r\nContent-Length: " .. #body .. "\r\n\r\n" .. body },
+        { "another field with a NUL", "GET /happy/quick HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Trace: a\0b\r\n\r\n" },
+      }) do
+        local conn = connect(node.port)
+        assert(conn:send(case[2]))
+        local status, headers, answer, text = answer_of(conn)
+        local message = assert_json_error(400, status, headers, answer, text, case[1])
+        assert.truthy(message:find("NUL", 1, true), case[1] .. ": " .. message)
+        conn:close()
+      end
+      assert.is_nil(cluster.view(node).online[record.baseUrl])
+      -- The same request without the NUL is merged: the refusal was the NUL's.
+      local conn = connect(node.port)
+      assert(conn:send("POST /clustershazbot/gossip HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: " ..
+        cluster.secret .. "\r\nContent-Length: " .. #body .. "\r\n\r\n" .. body))
+      assert.are.equal(200, (answer_of(conn)))
+      conn:close()
+      assert.is_table(cluster.view(node).online[record.baseUrl])
+    end)
+
     it("accepts chunk extensions and reads the body they frame", function()
       local record = fresh_record()
       local body = cluster.gossip_body({ record })
