@@ -12,7 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
-typedef enum { KIND_STRING, KIND_URL, KIND_SECONDS, KIND_BOOL, KIND_LISTEN, KIND_LOG, KIND_BYTES, KIND_CODEC, KIND_PROFILE } kind;
+typedef enum { KIND_STRING, KIND_URL, KIND_FILE, KIND_SECONDS, KIND_BOOL, KIND_LISTEN, KIND_LOG, KIND_BYTES, KIND_CODEC, KIND_PROFILE } kind;
 
 typedef struct variable {
     const char *name;
@@ -57,6 +57,12 @@ static const variable variables[] = {
     {"SHAZBOT_SUSPICION_WINDOW", KIND_SECONDS, AT(suspicion_window), false, true, NULL, DAY_SECONDS},
     {"SHAZBOT_COMPRESSION", KIND_CODEC, AT(compression), false, false, NULL, 0},
     {"SHAZBOT_PROFILE", KIND_PROFILE, AT(profile), false, false, NULL, 0},
+    /* TLS of the node's own requests (peers, master list and store). KIND_FILE: read once here,
+     * so that a wrong path is a config error at start rather than every transfer failing. */
+    {"SHAZBOT_TLS_CA", KIND_FILE, AT(tls_ca), false, false, NOT_EMPTY, 0},
+    {"SHAZBOT_TLS_CLIENT_CERT", KIND_FILE, AT(tls_client_cert), false, false, NOT_EMPTY, 0},
+    {"SHAZBOT_TLS_CLIENT_KEY", KIND_FILE, AT(tls_client_key), false, false, NOT_EMPTY, 0},
+    {"SHAZBOT_TLS_PIN", KIND_STRING, AT(tls_pin), false, false, NOT_EMPTY, 0},
     {"HAPPY_SECRET", KIND_STRING, AT(happy_secret), false, false,
      "must not be empty ('none' opens /happy to everyone; unset, every request gets 401)", 0},
 #undef NOT_EMPTY
@@ -124,6 +130,11 @@ const char *config_profile_name(profile_kind p) {
     return p > PROFILE_NONE && (size_t)p < PROFILE_COUNT ? profiles[p].name : NULL;
 }
 
+/* Kinds held as a malloc'd string. */
+static bool is_string(const variable *v) {
+    return v->kind == KIND_STRING || v->kind == KIND_URL || v->kind == KIND_FILE;
+}
+
 #define FIELD(s, v, type) ((type *)((char *)(s) + (v)->offset))
 
 void config_init(shazbot_settings *s) {
@@ -160,7 +171,7 @@ double config_suspicion_window(const shazbot_settings *s) {
 void config_free(shazbot_settings *s) {
     for (size_t i = 0; i < sizeof variables / sizeof *variables; i++) {
         const variable *v = &variables[i];
-        if (v->kind == KIND_STRING || v->kind == KIND_URL) free(*FIELD(s, v, char *));
+        if (is_string(v)) free(*FIELD(s, v, char *));
     }
     free(s->listen_host);
     config_init(s);
@@ -171,13 +182,13 @@ bool config_copy(shazbot_settings *dst, const shazbot_settings *src) {
     /* First detach every string from src, so that a failure frees only our own copies. */
     for (size_t i = 0; i < sizeof variables / sizeof *variables; i++) {
         const variable *v = &variables[i];
-        if (v->kind == KIND_STRING || v->kind == KIND_URL) *FIELD(dst, v, char *) = NULL;
+        if (is_string(v)) *FIELD(dst, v, char *) = NULL;
     }
     dst->listen_host = NULL;
     bool ok = true;
     for (size_t i = 0; i < sizeof variables / sizeof *variables; i++) {
         const variable *v = &variables[i];
-        if (v->kind != KIND_STRING && v->kind != KIND_URL) continue;
+        if (!is_string(v)) continue;
         const char *value = *FIELD(src, v, char *const);
         if (value && !(*FIELD(dst, v, char *) = strdup(value))) ok = false;
     }
@@ -225,7 +236,7 @@ static bool apply_profile(shazbot_settings *s, const variable *v, const char *va
         shazbot_settings t = *s;
         for (size_t i = 0; i < sizeof profiles[p].settings / sizeof *profiles[p].settings; i++) {
             const variable *target = find(profiles[p].settings[i][0]);
-            if (!target || target->kind == KIND_STRING || target->kind == KIND_URL || target->kind == KIND_LISTEN)
+            if (!target || is_string(target) || target->kind == KIND_LISTEN)
                 return bad(err, err_len, v->name, value, "names a setting a profile cannot set (a bug)");
             if (t.explicit_set & bit_of(target)) continue;
             if (!set_value(&t, target, profiles[p].settings[i][1], err, err_len)) return false;
@@ -255,6 +266,13 @@ static bool set_value(shazbot_settings *s, const variable *v, const char *value,
     case KIND_URL:
         if (!membership_url_valid(value, strlen(value)))
             return bad(err, err_len, name, value, "is not an http(s) URL ending in '/'");
+        /* fall through */
+    case KIND_FILE:
+        if (v->kind == KIND_FILE && *value) {
+            FILE *f = fopen(value, "r");
+            if (!f) return bad(err, err_len, name, value, "cannot be read (no such file or no permission)");
+            fclose(f);
+        }
         /* fall through */
     case KIND_STRING:
         if (v->when_empty && !*value) return bad(err, err_len, name, value, v->when_empty);
@@ -329,6 +347,13 @@ bool config_check(const shazbot_settings *s, char *err, size_t err_len) {
             snprintf(err, err_len, "%s: missing (required)", v->name);
             return false;
         }
+    }
+    /* A certificate without its key (or the reverse) would fail every TLS handshake later. */
+    if (!s->tls_client_cert != !s->tls_client_key) {
+        snprintf(err, err_len, "%s: set without %s (give both or neither)",
+                 s->tls_client_cert ? "SHAZBOT_TLS_CLIENT_CERT" : "SHAZBOT_TLS_CLIENT_KEY",
+                 s->tls_client_cert ? "SHAZBOT_TLS_CLIENT_KEY" : "SHAZBOT_TLS_CLIENT_CERT");
+        return false;
     }
     return true;
 }

@@ -33,6 +33,13 @@ typedef struct shazbot_settings {
     int listen_port;   /* 0: the port of base_url */
     char *policy_path;
     log_level log_level;
+    /* NULL: unset. A CA PEM file for verifying the servers the node talks to (else the
+     * system's CAs); a client certificate and key (both or neither, config_check); a pinned
+     * public key in curl's CURLOPT_PINNEDPUBLICKEY form (sha256//... or a file). */
+    char *tls_ca;
+    char *tls_client_cert;
+    char *tls_client_key;
+    char *tls_pin;
     char *happy_secret; /* NULL: every /happy request gets 401; "none": open */
     size_t max_body;      /* bytes */
     double max_clock_skew; /* seconds a lastUpdate may lie in the future */

@@ -49,7 +49,8 @@ static shazbot *create(const shazbot_settings *s, struct event_base *base, lua_S
     node->pool = node->base ? transfer_pool_new(node->base, s->max_body, s->compression, s->log_level) : NULL;
     const char *path = strchr(strstr(s->base_url, "://") + 3, '/');
     node->listener.base_path = strdup(path);
-    if (!node->clock || !node->pool || !node->listener.base_path) {
+    if (!node->clock || !node->pool || !node->listener.base_path ||
+        !transfer_pool_tls(node->pool, s->tls_ca, s->tls_client_cert, s->tls_client_key, s->tls_pin)) {
         policy_free(pol);
         snprintf(err, err_len, "cannot set up the node (out of memory?)");
         goto fail;

@@ -48,6 +48,8 @@ struct transfer_pool {
     size_t max_response;
     codec_kind compression;
     log_level log_limit;
+    /* TLS settings (transfer_pool_tls), our copies; NULL: curl's defaults. */
+    char *tls_ca, *tls_cert, *tls_key, *tls_pin;
     codec *codec;
     peer_coding **peers; /* hash buckets */
     size_t peer_buckets, peer_count;
@@ -388,6 +390,22 @@ fail:
     return NULL;
 }
 
+static bool dup_or_null(char **dst, const char *src) {
+    *dst = src ? strdup(src) : NULL;
+    return !src || *dst;
+}
+
+bool transfer_pool_tls(transfer_pool *pool, const char *ca, const char *cert, const char *key, const char *pin) {
+    char *c = NULL, *ce = NULL, *k = NULL, *p = NULL;
+    if (!dup_or_null(&c, ca) || !dup_or_null(&ce, cert) || !dup_or_null(&k, key) || !dup_or_null(&p, pin)) {
+        free(c), free(ce), free(k), free(p);
+        return false; /* the pool keeps what it had */
+    }
+    free(pool->tls_ca), free(pool->tls_cert), free(pool->tls_key), free(pool->tls_pin);
+    pool->tls_ca = c, pool->tls_cert = ce, pool->tls_key = k, pool->tls_pin = p;
+    return true;
+}
+
 void transfer_pool_free(transfer_pool *pool) {
     if (!pool) {
         curl_global_cleanup();
@@ -398,6 +416,10 @@ void transfer_pool_free(transfer_pool *pool) {
     if (pool->timer) event_free(pool->timer);
     peers_clear(pool);
     free(pool->peers);
+    free(pool->tls_ca);
+    free(pool->tls_cert);
+    free(pool->tls_key);
+    free(pool->tls_pin);
     codec_free(pool->codec);
     free(pool);
     curl_global_cleanup();
@@ -465,6 +487,11 @@ bool transfer_start(transfer_pool *pool, const transfer_request *req, transfer_d
     /* Peers name URLs; only plain web requests to them, never file:// or redirects. */
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    /* Only when set: unset, curl verifies against the system's CAs (its default). */
+    if (pool->tls_ca) curl_easy_setopt(e, CURLOPT_CAINFO, pool->tls_ca);
+    if (pool->tls_cert) curl_easy_setopt(e, CURLOPT_SSLCERT, pool->tls_cert);
+    if (pool->tls_key) curl_easy_setopt(e, CURLOPT_SSLKEY, pool->tls_key);
+    if (pool->tls_pin) curl_easy_setopt(e, CURLOPT_PINNEDPUBLICKEY, pool->tls_pin);
     if (req->direct) curl_easy_setopt(e, CURLOPT_PROXY, ""); /* "": no proxy, whatever the environment says */
     /* Compressed answers, decoded by libcurl before on_body counts them against the limit. */
     if (pool->compression != CODEC_IDENTITY)

@@ -17,6 +17,10 @@ typedef struct transfer_pool transfer_pool;
  * answers asked for (SHAZBOT_COMPRESSION); `log_limit`: the node's log level. */
 transfer_pool *transfer_pool_new(struct event_base *base, size_t max_response, codec_kind compression,
                                  log_level log_limit);
+/* TLS for every later transfer: a CA file (CURLOPT_CAINFO), a client certificate and key,
+ * a pinned public key; NULL leaves curl's default. Copies them; false when out of memory,
+ * the pool then unchanged. */
+bool transfer_pool_tls(transfer_pool *pool, const char *ca, const char *cert, const char *key, const char *pin);
 /* Cancels whatever is under way; their callbacks are not called. */
 void transfer_pool_free(transfer_pool *pool);
 

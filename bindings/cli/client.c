@@ -176,6 +176,18 @@ static long exchange(const char *method, const char *url, const char *auth, cons
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &c);
     if (body) curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
+    /* The node's TLS settings, so that the client trusts and shows itself as the node does;
+     * unset (or empty), curl's defaults. A bad file shows as curl's reason below. */
+    static const struct { const char *name; CURLoption opt; } tls[] = {
+        {"SHAZBOT_TLS_CA", CURLOPT_CAINFO},
+        {"SHAZBOT_TLS_CLIENT_CERT", CURLOPT_SSLCERT},
+        {"SHAZBOT_TLS_CLIENT_KEY", CURLOPT_SSLKEY},
+        {"SHAZBOT_TLS_PIN", CURLOPT_PINNEDPUBLICKEY},
+    };
+    for (size_t i = 0; i < sizeof tls / sizeof *tls; i++) {
+        const char *v = getenv(tls[i].name);
+        if (v && *v) curl_easy_setopt(curl, tls[i].opt, v);
+    }
     long status = 0;
     CURLcode rc = curl_easy_perform(curl);
     if (rc == CURLE_OK) curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
