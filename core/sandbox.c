@@ -8,6 +8,7 @@
 #include "sandbox.h"
 
 #include "block_pool.h"
+#include "pattern_bound.h"
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -177,6 +178,9 @@ sandbox *sandbox_new(block_pool *pool) {
         return NULL;
     }
     luaL_openlibs(sb->L);
+    /* The count hook never fires inside a C function: a pathological pattern would hold the
+     * loop for as long as it backtracks. */
+    pattern_bound_install(sb->L);
     seed_from_entropy(sb->L);
     /* Every hook call makes a table of records that is garbage when the call returns: a
      * generational collector frees such young objects in a young collection (see
