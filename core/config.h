@@ -33,6 +33,8 @@ typedef struct shazbot_settings {
     int listen_port;   /* 0: the port of base_url */
     char *policy_path;
     log_level log_level;
+    char *tls_cert; /* PEM path; with tls_key, the listener serves TLS */
+    char *tls_key;  /* PEM path of the private key of tls_cert */
     char *happy_secret; /* NULL: every /happy request gets 401; "none": open */
     size_t max_body;      /* bytes */
     double max_clock_skew; /* seconds a lastUpdate may lie in the future */

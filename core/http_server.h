@@ -45,7 +45,15 @@ typedef struct http_server_options {
     /* Told the status of every answer, evhttp's own errors included. May be NULL. */
     void (*count)(int status, void *arg);
     void *arg; /* handed to the three callbacks */
+    /* PEM paths: with both, every connection is TLS (OpenSSL bufferevents). NULL: plain HTTP. */
+    const char *tls_cert;
+    const char *tls_key;
 } http_server_options;
+
+/* An SSL_CTX (as void *) serving `cert` and `key`, checked to match; NULL with a message naming
+ * the file and OpenSSL's reason. Freed with http_tls_context_free (NULL is fine). */
+void *http_tls_context_new(const char *cert, const char *key, char *err, size_t err_len);
+void http_tls_context_free(void *ctx);
 
 /* Serves on host:port; a NULL host means every interface: 0.0.0.0, and [::] beside it where the
  * machine has IPv6. Logs where it serves. NULL with a message naming the address on failure. */
