@@ -734,7 +734,7 @@ void *http_tls_context_new(const char *cert, const char *key, char *err, size_t 
     if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
         tls_reason(err, err_len, "SHAZBOT_TLS_CERT: cannot load", cert);
     } else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-        tls_reason(err, err_len, "SHAZBOT_TLS_KEY: cannot load", key);
+        tls_reason(err, err_len, "SHAZBOT_TLS_KEY: cannot load (or not the key of SHAZBOT_TLS_CERT)", key);
     } else if (SSL_CTX_check_private_key(ctx) != 1) {
         tls_reason(err, err_len, "SHAZBOT_TLS_KEY: does not match SHAZBOT_TLS_CERT", key);
     } else {
