@@ -59,6 +59,7 @@ static const variable variables[] = {
     {"SHAZBOT_PROFILE", KIND_PROFILE, AT(profile), false, false, NULL, 0},
     {"SHAZBOT_TLS_CERT", KIND_STRING, AT(tls_cert), false, false, NOT_EMPTY, 0},
     {"SHAZBOT_TLS_KEY", KIND_STRING, AT(tls_key), false, false, NOT_EMPTY, 0},
+    {"SHAZBOT_TLS_CLIENT_CA", KIND_STRING, AT(tls_client_ca), false, false, NOT_EMPTY, 0},
     {"HAPPY_SECRET", KIND_STRING, AT(happy_secret), false, false,
      "must not be empty ('none' opens /happy to everyone; unset, every request gets 401)", 0},
 #undef NOT_EMPTY
@@ -338,8 +339,13 @@ static bool check_tls(const shazbot_settings *s, char *err, size_t err_len) {
                  "(the listener would serve plain HTTP)", s->base_url);
         return false;
     }
+    if (s->tls_client_ca && !s->tls_cert) {
+        snprintf(err, err_len, "SHAZBOT_TLS_CLIENT_CA is set but SHAZBOT_TLS_CERT and SHAZBOT_TLS_KEY are not: "
+                 "client certificates are asked for over TLS only");
+        return false;
+    }
     if (!s->tls_cert) return true;
-    void *ctx = http_tls_context_new(s->tls_cert, s->tls_key, err, err_len);
+    void *ctx = http_tls_context_new(s->tls_cert, s->tls_key, s->tls_client_ca, err, err_len);
     http_tls_context_free(ctx);
     return ctx != NULL;
 }

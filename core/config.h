@@ -35,6 +35,7 @@ typedef struct shazbot_settings {
     log_level log_level;
     char *tls_cert; /* PEM path; with tls_key, the listener serves TLS */
     char *tls_key;  /* PEM path of the private key of tls_cert */
+    char *tls_client_ca; /* PEM path: NULL, no client certificate asked; else one signed by it required */
     char *happy_secret; /* NULL: every /happy request gets 401; "none": open */
     size_t max_body;      /* bytes */
     double max_clock_skew; /* seconds a lastUpdate may lie in the future */

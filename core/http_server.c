@@ -664,7 +664,7 @@ http_server *http_server_new(struct event_base *base, const http_server_options 
         http_server_free(s);
         return NULL;
     }
-    if (o->tls_cert && !(s->tls = http_tls_context_new(o->tls_cert, o->tls_key, err, err_len))) {
+    if (o->tls_cert && !(s->tls = http_tls_context_new(o->tls_cert, o->tls_key, o->tls_client_ca, err, err_len))) {
         http_server_free(s);
         return NULL;
     }
@@ -722,7 +722,7 @@ static void tls_reason(char *err, size_t err_len, const char *what, const char *
     snprintf(err, err_len, "%s '%s': %s", what, path, reason);
 }
 
-void *http_tls_context_new(const char *cert, const char *key, char *err, size_t err_len) {
+void *http_tls_context_new(const char *cert, const char *key, const char *client_ca, char *err, size_t err_len) {
     ERR_clear_error();
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx) {
@@ -737,7 +737,17 @@ void *http_tls_context_new(const char *cert, const char *key, char *err, size_t 
         tls_reason(err, err_len, "SHAZBOT_TLS_KEY: cannot load (or not the key of SHAZBOT_TLS_CERT)", key);
     } else if (SSL_CTX_check_private_key(ctx) != 1) {
         tls_reason(err, err_len, "SHAZBOT_TLS_KEY: does not match SHAZBOT_TLS_CERT", key);
+    } else if (client_ca && SSL_CTX_load_verify_locations(ctx, client_ca, NULL) != 1) {
+        tls_reason(err, err_len, "SHAZBOT_TLS_CLIENT_CA: cannot load", client_ca);
     } else {
+        if (client_ca) {
+            /* Mutual TLS: the handshake fails without a certificate the CA signed, before a
+             * byte of a request is read. The CA's name is sent so that clients pick theirs. */
+            STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(client_ca);
+            if (names) SSL_CTX_set_client_CA_list(ctx, names);
+            SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+            ERR_clear_error();
+        }
         return ctx;
     }
     SSL_CTX_free(ctx);

@@ -48,11 +48,13 @@ typedef struct http_server_options {
     /* PEM paths: with both, every connection is TLS (OpenSSL bufferevents). NULL: plain HTTP. */
     const char *tls_cert;
     const char *tls_key;
+    const char *tls_client_ca; /* set: every client must show a certificate signed by it */
 } http_server_options;
 
-/* An SSL_CTX (as void *) serving `cert` and `key`, checked to match; NULL with a message naming
- * the file and OpenSSL's reason. Freed with http_tls_context_free (NULL is fine). */
-void *http_tls_context_new(const char *cert, const char *key, char *err, size_t err_len);
+/* An SSL_CTX (as void *) serving `cert` and `key`, checked to match, requiring client
+ * certificates signed by `client_ca` unless NULL; NULL with a message naming the file and
+ * OpenSSL's reason. Freed with http_tls_context_free (NULL is fine). */
+void *http_tls_context_new(const char *cert, const char *key, const char *client_ca, char *err, size_t err_len);
 void http_tls_context_free(void *ctx);
 
 /* Serves on host:port; a NULL host means every interface: 0.0.0.0, and [::] beside it where the

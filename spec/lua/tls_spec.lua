@@ -15,9 +15,12 @@ openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -su
 openssl req -newkey rsa:2048 -nodes -keyout node.key -out node.csr -subj /CN=localhost &&
 printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > ext.cnf &&
 openssl x509 -req -in node.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out node.pem -days 2 -extfile ext.cnf &&
-openssl req -x509 -newkey rsa:2048 -nodes -keyout other.key -out other.pem -days 2 -subj /CN=other; } 2>&1]], dir))
+openssl req -x509 -newkey rsa:2048 -nodes -keyout other.key -out other.pem -days 2 -subj /CN=other &&
+openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj /CN=client &&
+openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2; } 2>&1]], dir))
   assert(status == 0, out)
-  return { ca = dir .. "/ca.pem", cert = dir .. "/node.pem", key = dir .. "/node.key", other_key = dir .. "/other.key" }
+  return { ca = dir .. "/ca.pem", cert = dir .. "/node.pem", key = dir .. "/node.key", other_key = dir .. "/other.key",
+           client = dir .. "/client.pem", client_key = dir .. "/client.key" }
 end
 
 local function curl(args)
@@ -40,10 +43,10 @@ describe("TLS on the listener", function()
     }, extra)
   end
 
-  local function start(extra)
+  local function start(extra, client_args)
     local port = cluster.free_port()
     local answers = function(url)
-      local status, out = curl(string.format("--cacert '%s' -o /dev/null -w '%%{http_code}' '%s'", certs.ca, url:gsub("^http:", "https:")))
+      local status, out = curl(string.format((client_args or "") .. " --cacert '%s' -o /dev/null -w '%%{http_code}' '%s'", certs.ca, url:gsub("^http:", "https:")))
       return status == 0 and out == "200"
     end
     local node = cluster.start_node(nil, tls_env(port, extra), { port = port, answers = answers })
@@ -68,6 +71,17 @@ describe("TLS on the listener", function()
     assert.are_not.equal("200", out)
   end)
 
+  it("with SHAZBOT_TLS_CLIENT_CA, refuses a client without a certificate and takes one with", function()
+    local with_cert = string.format("--cert '%s' --key '%s'", certs.client, certs.client_key)
+    local node = start({ SHAZBOT_TLS_CLIENT_CA = certs.ca }, with_cert)
+    local status, out = curl(string.format("--cacert '%s' -o /dev/null -w '%%{http_code}' '%shappy/quick'", certs.ca, node.https))
+    assert.are_not.equal("200", out)
+    assert.are_not.equal(0, status)
+    status, out = curl(string.format("%s --cacert '%s' -o /dev/null -w '%%{http_code}' '%shappy/quick'", with_cert, certs.ca, node.https))
+    assert.are.equal(0, status, out)
+    assert.are.equal("200", out)
+  end)
+
   local function refused(env, pattern)
     local port = cluster.free_port()
     local proc = cluster.spawn("serve", cluster.node_env(port, nil, env))
@@ -83,10 +97,13 @@ describe("TLS on the listener", function()
   it("refuses a certificate without a key, and a key without a certificate", function()
     refused({ SHAZBOT_TLS_CERT = certs.cert }, "SHAZBOT_TLS_KEY is not")
     refused({ SHAZBOT_TLS_KEY = certs.key }, "SHAZBOT_TLS_CERT is not")
+    refused({ SHAZBOT_TLS_CLIENT_CA = certs.ca }, "SHAZBOT_TLS_CLIENT_CA is set")
   end)
 
   it("names an unreadable file and a key that does not match", function()
     refused({ SHAZBOT_TLS_CERT = dir .. "/missing.pem", SHAZBOT_TLS_KEY = certs.key }, "missing%.pem")
     refused({ SHAZBOT_TLS_CERT = certs.cert, SHAZBOT_TLS_KEY = certs.other_key }, "other%.key.*mismatch")
+    refused({ SHAZBOT_TLS_CERT = certs.cert, SHAZBOT_TLS_KEY = certs.key, SHAZBOT_TLS_CLIENT_CA = dir .. "/none.pem" },
+      "SHAZBOT_TLS_CLIENT_CA.*none%.pem")
   end)
 end)
