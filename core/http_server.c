@@ -756,6 +756,16 @@ void *http_tls_context_new(const char *cert, const char *key, const char *client
 
 void http_tls_context_free(void *ctx) { SSL_CTX_free(ctx); }
 
+int http_server_reload_tls(http_server *s, char *err, size_t err_len) {
+    if (!s || !s->tls) return 0;
+    SSL_CTX *fresh = http_tls_context_new(s->o.tls_cert, s->o.tls_key, s->o.tls_client_ca, err, err_len);
+    if (!fresh) return -1; /* the old context goes on serving */
+    /* Open connections hold a reference of their own (SSL_new): they keep the old one. */
+    SSL_CTX_free(s->tls);
+    s->tls = fresh;
+    return 1;
+}
+
 /* ---- addresses -------------------------------------------------------------------------------
  * The port is digits only: strtol alone also took " 80" and "+80". A host with a ':' must be
  * bracketed and brackets must pair, so that "::1:8080" or "[::1:8080" is refused with the value

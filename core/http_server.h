@@ -56,6 +56,10 @@ typedef struct http_server_options {
  * OpenSSL's reason. Freed with http_tls_context_free (NULL is fine). */
 void *http_tls_context_new(const char *cert, const char *key, const char *client_ca, char *err, size_t err_len);
 void http_tls_context_free(void *ctx);
+/* Reads the server's certificate, key and client CA again, for new connections; open ones keep
+ * what they had. 1 when reloaded, 0 when the server has no TLS, -1 with a message when a file
+ * is bad: then the old ones stay. */
+int http_server_reload_tls(http_server *s, char *err, size_t err_len);
 
 /* Serves on host:port; a NULL host means every interface: 0.0.0.0, and [::] beside it where the
  * machine has IPv6. Logs where it serves. NULL with a message naming the address on failure. */

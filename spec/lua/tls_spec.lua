@@ -82,6 +82,29 @@ describe("TLS on the listener", function()
     assert.are.equal("200", out)
   end)
 
+  it("reads the certificate again on SIGHUP, and keeps the old one when the new files are bad", function()
+    local work = dir .. "/reload"
+    assert(os.execute(string.format("mkdir -p '%s' && cp '%s' '%s/node.pem' && cp '%s' '%s/node.key'", work, certs.cert, work, certs.key, work)))
+    local node = start({ SHAZBOT_TLS_CERT = work .. "/node.pem", SHAZBOT_TLS_KEY = work .. "/node.key" })
+    local function serial()
+      local _, out = sh(string.format("openssl s_client -connect 127.0.0.1:%d </dev/null 2>/dev/null | openssl x509 -noout -serial", node.port))
+      return out:match("serial=(%x+)")
+    end
+    local old = assert(serial())
+    -- A bad pair first: logged, the old certificate stays.
+    assert(os.execute(string.format("cp '%s' '%s/node.key'", certs.other_key, work)))
+    cluster.signal(node.proc, "HUP")
+    cluster.wait_until(5, "the failed reload in the log", function() return cluster.read_log(node.proc):match("TLS not reloaded") end)
+    assert.are.equal(old, serial())
+    -- A new certificate for the same key, with a serial of its own.
+    local status, out = sh(string.format("{ cp '%s' '%s/node.key' && cd '%s' && openssl x509 -req -in node.csr -CA ca.pem -CAkey ca.key -set_serial 4242 -out '%s/node.pem' -days 2 -extfile ext.cnf; } 2>&1",
+      certs.key, work, dir, work))
+    assert.are.equal(0, status, out)
+    cluster.signal(node.proc, "HUP")
+    cluster.wait_until(5, "the new serial", function() return serial() == "1092" end)
+    assert.is_nil(cluster.exit_status(node.proc))
+  end)
+
   local function refused(env, pattern)
     local port = cluster.free_port()
     local proc = cluster.spawn("serve", cluster.node_env(port, nil, env))
