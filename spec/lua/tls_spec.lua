@@ -55,7 +55,7 @@ describe("TLS on the listener", function()
   end
 
   it("serves HTTPS that a client trusting the CA verifies, JSON errors included", function()
-    local node = start({ HAPPY_SECRET = "s3cret" })
+    local node = start({ HAPPY_SECRET = "s3cret", SHAZBOT_MAX_BODY = "4096" })
     local status, out = curl(string.format("--cacert '%s' -H 'Authorization: s3cret' '%shappy/quick'", certs.ca, node.https))
     assert.are.equal(0, status, out)
     assert.truthy(out:match("^%s*[%[{]"), out)
@@ -63,6 +63,12 @@ describe("TLS on the listener", function()
     assert.are.equal(0, status, out)
     assert.truthy(out:match("401$"), out)
     assert.truthy(out:match("^{"), out)
+    assert(os.execute(string.format("head -c 65536 /dev/zero > '%s/big.bin'", dir)))
+    -- evhttp's own error page (413) is rewritten to JSON over TLS too.
+    status, out = curl(string.format("--cacert '%s' -X POST --data-binary @'%s' -w ' %%{http_code}' '%sclustershazbot/gossip'",
+      certs.ca, dir .. "/big.bin", node.https))
+    assert.are.equal(0, status, out)
+    assert.truthy(out:match("^{.*413$"), out)
     -- Without the CA, curl cannot verify the node.
     status = curl(string.format("-o /dev/null '%shappy/quick'", node.https))
     assert.are_not.equal(0, status)
