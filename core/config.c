@@ -57,6 +57,9 @@ static const variable variables[] = {
     {"SHAZBOT_SUSPICION_WINDOW", KIND_SECONDS, AT(suspicion_window), false, true, NULL, DAY_SECONDS},
     {"SHAZBOT_COMPRESSION", KIND_CODEC, AT(compression), false, false, NULL, 0},
     {"SHAZBOT_PROFILE", KIND_PROFILE, AT(profile), false, false, NULL, 0},
+    {"SHAZBOT_TLS_CERT", KIND_STRING, AT(tls_cert), false, false, NOT_EMPTY, 0},
+    {"SHAZBOT_TLS_KEY", KIND_STRING, AT(tls_key), false, false, NOT_EMPTY, 0},
+    {"SHAZBOT_TLS_CLIENT_CA", KIND_STRING, AT(tls_client_ca), false, false, NOT_EMPTY, 0},
     /* TLS of the node's own requests (peers, master list and store). KIND_FILE: read once here,
      * so that a wrong path is a config error at start rather than every transfer failing. */
     {"SHAZBOT_TLS_CA", KIND_FILE, AT(tls_ca), false, false, NOT_EMPTY, 0},
@@ -340,7 +343,33 @@ static bool set_value(shazbot_settings *s, const variable *v, const char *value,
     return false;
 }
 
+/* The listener's TLS: both files or neither, and an https base URL only with them, as a node
+ * that says https but serves plain HTTP would be unreachable to every peer. The files are
+ * loaded once here, so that a bad one stops the start with OpenSSL's reason. */
+static bool check_tls(const shazbot_settings *s, char *err, size_t err_len) {
+    if (!s->tls_cert != !s->tls_key) {
+        snprintf(err, err_len, "%s is set but %s is not: TLS needs both the certificate and the key",
+                 s->tls_cert ? "SHAZBOT_TLS_CERT" : "SHAZBOT_TLS_KEY", s->tls_cert ? "SHAZBOT_TLS_KEY" : "SHAZBOT_TLS_CERT");
+        return false;
+    }
+    if (s->base_url && strncasecmp(s->base_url, "https://", 8) == 0 && !s->tls_cert) {
+        snprintf(err, err_len, "SHAZBOT_BASE_URL: '%s' is https, but SHAZBOT_TLS_CERT and SHAZBOT_TLS_KEY are not set "
+                 "(the listener would serve plain HTTP)", s->base_url);
+        return false;
+    }
+    if (s->tls_client_ca && !s->tls_cert) {
+        snprintf(err, err_len, "SHAZBOT_TLS_CLIENT_CA is set but SHAZBOT_TLS_CERT and SHAZBOT_TLS_KEY are not: "
+                 "client certificates are asked for over TLS only");
+        return false;
+    }
+    if (!s->tls_cert) return true;
+    void *ctx = http_tls_context_new(s->tls_cert, s->tls_key, s->tls_client_ca, err, err_len);
+    http_tls_context_free(ctx);
+    return ctx != NULL;
+}
+
 bool config_check(const shazbot_settings *s, char *err, size_t err_len) {
+    if (!check_tls(s, err, err_len)) return false;
     for (size_t i = 0; i < sizeof variables / sizeof *variables; i++) {
         const variable *v = &variables[i];
         if (v->required && *FIELD(s, v, char *const) == NULL) {

@@ -33,6 +33,9 @@ typedef struct shazbot_settings {
     int listen_port;   /* 0: the port of base_url */
     char *policy_path;
     log_level log_level;
+    char *tls_cert; /* PEM path; with tls_key, the listener serves TLS */
+    char *tls_key;  /* PEM path of the private key of tls_cert */
+    char *tls_client_ca; /* PEM path: NULL, no client certificate asked; else one signed by it required */
     /* NULL: unset. A CA PEM file for verifying the servers the node talks to (else the
      * system's CAs); a client certificate and key (both or neither, config_check); a pinned
      * public key in curl's CURLOPT_PINNEDPUBLICKEY form (sha256//... or a file). */

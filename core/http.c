@@ -318,7 +318,10 @@ int http_listen(shazbot *node, const char *host, int port, char *err, size_t err
                              .handle = on_request,
                              .error_message = error_message,
                              .count = count_answer,
-                             .arg = node};
+                             .arg = node,
+                             .tls_cert = node->e.cfg.tls_cert,
+                             .tls_key = node->e.cfg.tls_key,
+                             .tls_client_ca = node->e.cfg.tls_client_ca};
     node->listener.server = http_server_new(node->base, &o, host, port, err, err_len);
     if (node->listener.server && !(node->listener.waiting = waiting_new(node)))
         log_warn(node->e.cfg.log_level, "events: out of memory: GET clustershazbot/events answers at once");

@@ -6,11 +6,14 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +32,7 @@ struct http_server {
     codec *codec;
     http_server_options o;
     bool replying; /* inside http_server_answer: the answer being written is ours */
+    SSL_CTX *tls;  /* NULL: plain HTTP */
 };
 
 /* What the server keeps for one connection, from its first bytes to its close (below). */
@@ -584,11 +588,25 @@ static void on_first_bytes(struct evbuffer *in, const struct evbuffer_cb_info *i
  * framing tracker, JSON for evhttp's error pages (above), a deadline for their requests
  * (http_guard). */
 static struct bufferevent *new_connection_buffer(struct event_base *base, void *arg) {
-    (void)arg;
-    struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-    if (!bev) return NULL;
+    http_server *s = arg;
+    struct bufferevent *bev;
+    if (s->tls) {
+        /* Over TLS the socket carries records, not the request: read_ahead, which reads the
+         * socket itself into the input buffer, stays off (OpenSSL reads whole records anyway).
+         * The framing tracker and the rest see the decrypted bytes, as in plain HTTP. */
+        SSL *ssl = SSL_new(s->tls);
+        if (!ssl) return NULL;
+        bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+        if (!bev) {
+            SSL_free(ssl);
+            return NULL;
+        }
+    } else {
+        bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+        if (!bev) return NULL;
+    }
     bufferevent_set_max_single_write(bev, 4 << 20);
-    if (!evbuffer_add_cb(bufferevent_get_input(bev), read_ahead, bev) ||
+    if ((!s->tls && !evbuffer_add_cb(bufferevent_get_input(bev), read_ahead, bev)) ||
         !evbuffer_add_cb(bufferevent_get_input(bev), on_first_bytes, bev)) {
         bufferevent_free(bev);
         return NULL;
@@ -646,6 +664,10 @@ http_server *http_server_new(struct event_base *base, const http_server_options 
         http_server_free(s);
         return NULL;
     }
+    if (o->tls_cert && !(s->tls = http_tls_context_new(o->tls_cert, o->tls_key, o->tls_client_ca, err, err_len))) {
+        http_server_free(s);
+        return NULL;
+    }
     pthread_mutex_lock(&servers_lock);
     s->next = servers;
     servers = s;
@@ -686,7 +708,62 @@ void http_server_free(http_server *s) {
     http_guard_free(s->guard); /* before the server it watches */
     if (s->http) evhttp_free(s->http);
     codec_free(s->codec);
+    SSL_CTX_free(s->tls); /* connections still open hold their own reference */
     free(s);
+}
+
+/* ---- TLS -------------------------------------------------------------------------------------- */
+
+static void tls_reason(char *err, size_t err_len, const char *what, const char *path) {
+    unsigned long e = ERR_get_error();
+    char reason[256] = "unknown reason";
+    if (e) ERR_error_string_n(e, reason, sizeof reason);
+    ERR_clear_error();
+    snprintf(err, err_len, "%s '%s': %s", what, path, reason);
+}
+
+void *http_tls_context_new(const char *cert, const char *key, const char *client_ca, char *err, size_t err_len) {
+    ERR_clear_error();
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx) {
+        snprintf(err, err_len, "cannot create a TLS context (out of memory?)");
+        return NULL;
+    }
+    /* TLS 1.2 at least: older versions have known breaks. */
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+        tls_reason(err, err_len, "SHAZBOT_TLS_CERT: cannot load", cert);
+    } else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+        tls_reason(err, err_len, "SHAZBOT_TLS_KEY: cannot load (or not the key of SHAZBOT_TLS_CERT)", key);
+    } else if (SSL_CTX_check_private_key(ctx) != 1) {
+        tls_reason(err, err_len, "SHAZBOT_TLS_KEY: does not match SHAZBOT_TLS_CERT", key);
+    } else if (client_ca && SSL_CTX_load_verify_locations(ctx, client_ca, NULL) != 1) {
+        tls_reason(err, err_len, "SHAZBOT_TLS_CLIENT_CA: cannot load", client_ca);
+    } else {
+        if (client_ca) {
+            /* Mutual TLS: the handshake fails without a certificate the CA signed, before a
+             * byte of a request is read. The CA's name is sent so that clients pick theirs. */
+            STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(client_ca);
+            if (names) SSL_CTX_set_client_CA_list(ctx, names);
+            SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+            ERR_clear_error();
+        }
+        return ctx;
+    }
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+void http_tls_context_free(void *ctx) { SSL_CTX_free(ctx); }
+
+int http_server_reload_tls(http_server *s, char *err, size_t err_len) {
+    if (!s || !s->tls) return 0;
+    SSL_CTX *fresh = http_tls_context_new(s->o.tls_cert, s->o.tls_key, s->o.tls_client_ca, err, err_len);
+    if (!fresh) return -1; /* the old context goes on serving */
+    /* Open connections hold a reference of their own (SSL_new): they keep the old one. */
+    SSL_CTX_free(s->tls);
+    s->tls = fresh;
+    return 1;
 }
 
 /* ---- addresses -------------------------------------------------------------------------------

@@ -45,7 +45,21 @@ typedef struct http_server_options {
     /* Told the status of every answer, evhttp's own errors included. May be NULL. */
     void (*count)(int status, void *arg);
     void *arg; /* handed to the three callbacks */
+    /* PEM paths: with both, every connection is TLS (OpenSSL bufferevents). NULL: plain HTTP. */
+    const char *tls_cert;
+    const char *tls_key;
+    const char *tls_client_ca; /* set: every client must show a certificate signed by it */
 } http_server_options;
+
+/* An SSL_CTX (as void *) serving `cert` and `key`, checked to match, requiring client
+ * certificates signed by `client_ca` unless NULL; NULL with a message naming the file and
+ * OpenSSL's reason. Freed with http_tls_context_free (NULL is fine). */
+void *http_tls_context_new(const char *cert, const char *key, const char *client_ca, char *err, size_t err_len);
+void http_tls_context_free(void *ctx);
+/* Reads the server's certificate, key and client CA again, for new connections; open ones keep
+ * what they had. 1 when reloaded, 0 when the server has no TLS, -1 with a message when a file
+ * is bad: then the old ones stay. */
+int http_server_reload_tls(http_server *s, char *err, size_t err_len);
 
 /* Serves on host:port; a NULL host means every interface: 0.0.0.0, and [::] beside it where the
  * machine has IPv6. Logs where it serves. NULL with a message naming the address on failure. */

@@ -212,7 +212,7 @@ struct shazbot {
     struct evclock *clock; /* the engine's clock, on base */
     struct transfer_pool *pool; /* the engine's transport, on base */
     node_listener listener;
-    struct event *sigterm, *sigint;
+    struct event *sigterm, *sigint, *sighup;
     engine_timer *step_timer; /* ends the wait of shazbot_step */
     void (*shutdown_done)(void *); /* the host's, called after ours */
     void *shutdown_arg;

@@ -8,6 +8,7 @@
 #include "engine.h"
 #include "evclock.h"
 #include "http.h"
+#include "http_server.h"
 #include "log.h"
 #include "requests.h"
 #include "transfer.h"
@@ -136,6 +137,18 @@ static void on_signal(evutil_socket_t fd, short what, void *arg) {
     if (shazbot_shutdown(node, NULL, NULL) != 0) event_base_loopbreak(node->base); /* never started */
 }
 
+/* SIGHUP: the listener's certificate and key read again (a renewed certificate), for new
+ * connections. A bad file is logged and the old ones go on. */
+static void on_sighup(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    shazbot *node = arg;
+    char err[512];
+    int rc = http_server_reload_tls(node->listener.server, err, sizeof err);
+    if (rc > 0) log_info(node->e.cfg.log_level, "SIGHUP: TLS certificate and key reloaded");
+    else if (rc < 0) log_error(node->e.cfg.log_level, "SIGHUP: TLS not reloaded, the old certificate stays: %s", err);
+}
+
 static bool watch_signal(shazbot *node, struct event **ev, int signum) {
     if (!*ev && !(*ev = evsignal_new(node->base, signum, on_signal, node))) return false;
     return evsignal_add(*ev, NULL) == 0;
@@ -148,6 +161,8 @@ int shazbot_run(shazbot *node, int handle_signals) {
             log_error(node->e.cfg.log_level, "cannot watch SIGTERM and SIGINT");
             return -1;
         }
+        if (node->e.cfg.tls_cert && !node->sighup && (node->sighup = evsignal_new(node->base, SIGHUP, on_sighup, node)))
+            evsignal_add(node->sighup, NULL);
     }
     int rc = 0;
     while (node->e.state != NODE_STOPPED && rc == 0) {
@@ -157,6 +172,7 @@ int shazbot_run(shazbot *node, int handle_signals) {
     }
     if (node->sigterm) evsignal_del(node->sigterm);
     if (node->sigint) evsignal_del(node->sigint);
+    if (node->sighup) evsignal_del(node->sighup);
     return rc < 0 ? -1 : 0;
 }
 
@@ -168,7 +184,7 @@ void shazbot_free(shazbot *node) {
     if (node->step_timer) node->e.clock.timer_free(node->e.clock.ctx, node->step_timer);
     engine_destroy(&node->e);
     evclock_free(node->clock);
-    struct event *events[] = {node->sigterm, node->sigint};
+    struct event *events[] = {node->sigterm, node->sigint, node->sighup};
     for (size_t i = 0; i < sizeof events / sizeof *events; i++)
         if (events[i]) event_free(events[i]);
     free(node->listener.base_path);

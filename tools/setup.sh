@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config curl
-          liblua5.4-dev libevent-dev libcurl4-openssl-dev libyajl-dev zlib1g-dev libzstd-dev)
+          liblua5.4-dev libevent-dev libssl-dev libcurl4-openssl-dev libyajl-dev zlib1g-dev libzstd-dev)
 configure=()
 if [ "${1:-}" = "--program" ]; then
   shift
