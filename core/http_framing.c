@@ -238,7 +238,10 @@ static void head_bytes(http_framing *f, const char *p, size_t n, http_framing_ed
     /* evhttp cuts a line at a NUL and keeps what is before: "Authorization: s3cret\0junk" would
      * be taken as "s3cret", and what a proxy in front read as one value this node reads as
      * another. A NUL has no place in a head (RFC 9110 section 5.5): the request is refused. */
-    if (memchr(p, '\0', n)) {
+    const char *nul = memchr(p, '\0', n);
+    /* Only a NUL within the header limit: past it evhttp refuses the head for its size, and
+     * which comes first must not depend on how the bytes were cut into reads. */
+    if (nul && f->head_size + f->line_len + (size_t)(nul - p) + 1 <= f->max_headers) {
         refuse(f, f->line_start, NUL_IN_HEAD, edit);
         return;
     }

@@ -66,6 +66,13 @@ static const struct {
     {"SHAZBOT_MASTER_LIST_UPDATE_AUTH", offsetof(shazbot_settings, master_list_update_auth)},
     {"SHAZBOT_POLICY", offsetof(shazbot_settings, policy_path)},
     {"HAPPY_SECRET", offsetof(shazbot_settings, happy_secret)},
+    {"SHAZBOT_TLS_CERT", offsetof(shazbot_settings, tls_cert)},
+    {"SHAZBOT_TLS_KEY", offsetof(shazbot_settings, tls_key)},
+    {"SHAZBOT_TLS_CLIENT_CA", offsetof(shazbot_settings, tls_client_ca)},
+    {"SHAZBOT_TLS_CA", offsetof(shazbot_settings, tls_ca)},
+    {"SHAZBOT_TLS_CLIENT_CERT", offsetof(shazbot_settings, tls_client_cert)},
+    {"SHAZBOT_TLS_CLIENT_KEY", offsetof(shazbot_settings, tls_client_key)},
+    {"SHAZBOT_TLS_PIN", offsetof(shazbot_settings, tls_pin)},
 };
 
 #define FIELD(s, off, type) (*(type *)((char *)(s) + (off)))
@@ -166,7 +173,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FUZZ_ASSERT(same_settings(&copy, &s), "a copy differs");
     char err[512];
     if (!config_check(&s, err, sizeof err))
-        FUZZ_ASSERT(strstr(err, "missing (required)") != NULL && strncmp(err, "SHAZBOT_", 8) == 0, "config_check: \"%s\"", err);
+        /* A required variable missing, or the TLS settings not fitting together (an https base
+         * URL without a certificate, half a pair): each named. */
+        FUZZ_ASSERT(strncmp(err, "SHAZBOT_", 8) == 0 && (strstr(err, "missing (required)") || strstr(err, "TLS")),
+                    "config_check: \"%s\"", err);
     config_free(&copy);
     config_free(&s);
     free(text);

@@ -90,7 +90,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     result again = track(whole.stream, whole.len, -1, max_body, whole.stream);
     FUZZ_ASSERT(again.rewrites == 0, "%zu rewrites of the tracker's own output", again.rewrites);
-    FUZZ_ASSERT(again.refused_at == whole.refused_at, "the output refused at %llu, the input at %llu",
+    /* A head refused for a NUL becomes a filler line that evhttp refuses (no colon), not the
+     * tracker: its output is refused there by evhttp alone. */
+    bool head_refusal = whole.why && strstr(whole.why, "NUL byte");
+    FUZZ_ASSERT(head_refusal ? again.refused_at == UINT64_MAX : again.refused_at == whole.refused_at,
+                "the output refused at %llu, the input at %llu",
                 (unsigned long long)again.refused_at, (unsigned long long)whole.refused_at);
     free(whole.stream);
     free(cut.stream);
