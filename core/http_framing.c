@@ -209,10 +209,9 @@ static void classify(http_framing *f, bool whole) {
     } else if (v[0] == ' ' || v[0] == '\t') {
         f->field = f->last_field == FIELD_ENCODING || f->last_field == FIELD_LENGTH ? FIELD_FOLD : FIELD_OTHER;
     } else {
-        /* evhttp cuts the line at a NUL before looking for the colon. */
-        size_t name = strnlen(v, len);
-        const char *colon = memchr(v, ':', name);
-        if (!colon && !whole && name == len && len <= LONGEST_NAME) return;
+        /* No NUL here: a line with one is refused as its bytes come (head_bytes). */
+        const char *colon = memchr(v, ':', len);
+        if (!colon && !whole && len <= LONGEST_NAME) return;
         size_t n = colon ? (size_t)(colon - v) : 0;
         if (colon && !f->seen_encoding && ascii_case_equal(v, n, "Transfer-Encoding")) f->field = FIELD_ENCODING;
         else if (colon && !f->seen_length && ascii_case_equal(v, n, "Content-Length")) f->field = FIELD_LENGTH;
@@ -221,10 +220,9 @@ static void classify(http_framing *f, bool whole) {
     if (f->field == FIELD_OTHER) f->value.len = 0;
 }
 
-/* A value as evhttp keeps it: cut at a NUL, leading spaces (and tabs, in a folded line) and
- * trailing spaces and tabs trimmed; a folded line joins the value with one space. */
+/* A value as evhttp keeps it: leading spaces (and tabs, in a folded line) and trailing spaces
+ * and tabs trimmed; a folded line joins the value with one space. */
 static void keep_value(buf *into, const char *v, size_t len, bool folded) {
-    len = strnlen(v, len);
     size_t i = 0;
     while (i < len && (v[i] == ' ' || (folded && v[i] == '\t'))) i++;
     while (len > i && (v[len - 1] == ' ' || v[len - 1] == '\t')) len--;

@@ -32,6 +32,15 @@ static const char *run(sandbox *sb, const char *code, char *result, size_t resul
     return NULL;
 }
 
+/* `code` runs without an error, and its first result is `want`. A macro, so that a failure
+ * names the line of the case. */
+#define EXPECT_RESULT(sb, code, want)                                                          \
+    do {                                                                                       \
+        char result_[256];                                                                     \
+        CHECK_STR(run((sb), (code), result_, sizeof result_), NULL);                           \
+        CHECK_STR(result_, (want));                                                            \
+    } while (0)
+
 static void bounds(void) {
     /* Anchored with one repetition: linear in the subject. */
     CHECK(pattern_bound_steps("^(.*)$", 6, 4096) < 1e5);
@@ -64,26 +73,18 @@ static void in_a_sandbox(void) {
     CHECK_CONTAINS(run(sb, "return (string.rep('a', 4096):gsub('(.-)(.-)x', ''))", result, sizeof result), "string.gsub");
     CHECK_CONTAINS(run(sb, "return string.rep('a', 4096):match('.*.*.*x')", result, sizeof result), "string.match");
     /* Ordinary calls answer as Lua's own functions do. */
-    CHECK_STR(run(sb, "return select('#', string.find('hello world', 'o w'))", result, sizeof result), NULL);
-    CHECK_STR(result, "2");
-    CHECK_STR(run(sb, "return table.concat({string.find('http://a.b:80/', '^https?://([^/:]+):?(%d*)')}, ',')", result, sizeof result), NULL);
-    CHECK_STR(result, "1,13,a.b,80");
-    CHECK_STR(run(sb, "local t = {} for k, v in ('a=1, b=2'):gmatch('(%w+)=(%w+)') do t[#t + 1] = k .. v end return table.concat(t, ' ')", result, sizeof result), NULL);
-    CHECK_STR(result, "a1 b2");
-    CHECK_STR(run(sb, "return (('  x  '):gsub('^%s*(.-)%s*$', '%1'))", result, sizeof result), NULL);
-    CHECK_STR(result, "x");
-    CHECK_STR(run(sb, "return ('x'):rep(3):match('(x)%1')", result, sizeof result), NULL);
-    CHECK_STR(result, "x");
+    EXPECT_RESULT(sb, "return select('#', string.find('hello world', 'o w'))", "2");
+    EXPECT_RESULT(sb, "return table.concat({string.find('http://a.b:80/', '^https?://([^/:]+):?(%d*)')}, ',')", "1,13,a.b,80");
+    EXPECT_RESULT(sb, "local t = {} for k, v in ('a=1, b=2'):gmatch('(%w+)=(%w+)') do t[#t + 1] = k .. v end return table.concat(t, ' ')", "a1 b2");
+    EXPECT_RESULT(sb, "return (('  x  '):gsub('^%s*(.-)%s*$', '%1'))", "x");
+    EXPECT_RESULT(sb, "return ('x'):rep(3):match('(x)%1')", "x");
     /* A plain find is no pattern: any length. */
-    CHECK_STR(run(sb, "return (string.find(string.rep('(.-)', 2000), '(.-)(.-)', 1, true))", result, sizeof result), NULL);
-    CHECK_STR(result, "1");
+    EXPECT_RESULT(sb, "return (string.find(string.rep('(.-)', 2000), '(.-)(.-)', 1, true))", "1");
     /* Numbers are subjects, and a wrong argument gets Lua's own error. */
-    CHECK_STR(run(sb, "return (string.find(12345, '3'))", result, sizeof result), NULL);
-    CHECK_STR(result, "3");
+    EXPECT_RESULT(sb, "return (string.find(12345, '3'))", "3");
     CHECK_CONTAINS(run(sb, "return string.find({}, 'x')", result, sizeof result), "bad argument #1 to 'find'");
     /* The state is usable after a refusal. */
-    CHECK_STR(run(sb, "return ('abc'):upper()", result, sizeof result), NULL);
-    CHECK_STR(result, "ABC");
+    EXPECT_RESULT(sb, "return ('abc'):upper()", "ABC");
     sandbox_free(sb);
 }
 

@@ -6,13 +6,8 @@ local cluster = require "support.cluster"
 
 local sh = cluster.sh
 
-local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
+local quote, write = cluster.quote, cluster.write_file
+local certs_of = require "support.certs"
 
 local function run(args, env)
   local assignments = { "env", "-u", "SHAZBOT_BASE_URL", "-u", "SHAZBOT_CONTROL_SECRET", "-u", "SHAZBOT_TLS_CA" }
@@ -20,28 +15,14 @@ local function run(args, env)
   return sh(table.concat(assignments, " ") .. " timeout 30 " .. quote(cluster.bin) .. " " .. args)
 end
 
--- A CA (key + self-signed certificate) named `name` in `dir`.
-local function make_ca(dir, name)
-  local status, out = sh(string.format(
-    "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj '/CN=%s' -keyout '%s/%s.key' -out '%s/%s.pem'",
-    name, dir, name, dir, name))
-  assert(status == 0, out)
-end
-
 describe("TLS client settings", function()
   local prefix
-  local dir, url
+  local dir, url, certs
 
   setup(function()
     assert.are.equal(0, (sh("command -v nginx")), "nginx is not installed (tools/setup.sh installs it)")
     dir = cluster.tempdir()
-    make_ca(dir, "ca")
-    make_ca(dir, "other-ca")
-    write(dir .. "/san.ext", "subjectAltName=IP:127.0.0.1\n")
-    local status, out = sh(string.format(
-      "cd '%s' && openssl req -newkey rsa:2048 -nodes -subj '/CN=127.0.0.1' -keyout server.key -out server.csr && " ..
-      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile san.ext -out server.pem", dir))
-    assert(status == 0, out)
+    certs = certs_of.make(dir)
 
     local node = cluster.start_node(nil)
     local port = cluster.free_port()
@@ -57,12 +38,12 @@ http {
   access_log logs/access.log;
   server {
     listen 127.0.0.1:%d ssl;
-    ssl_certificate %s/server.pem;
-    ssl_certificate_key %s/server.key;
+    ssl_certificate %s;
+    ssl_certificate_key %s;
     location / { proxy_pass http://127.0.0.1:%d; }
   }
 }
-]], port, dir, dir, node.port))
+]], port, certs.cert, certs.key, node.port))
     status, out = sh(string.format("nginx -p '%s' -c conf/nginx.conf", prefix))
     assert(status == 0, out)
     url = string.format("https://127.0.0.1:%d/", port)
@@ -77,7 +58,7 @@ http {
     local ok
     cluster.wait_until(10, "nginx to answer with the right CA", function()
       local status, out = run("members --url " .. url .. " --control-secret " .. cluster.control_secret,
-        { SHAZBOT_TLS_CA = dir .. "/ca.pem" })
+        { SHAZBOT_TLS_CA = certs.ca })
       ok = { status, out }
       return status == 0
     end)
@@ -86,7 +67,7 @@ http {
 
   it("members over https fails with another CA, exit 1, naming the reason", function()
     local status, out = run("members --url " .. url .. " --control-secret " .. cluster.control_secret,
-      { SHAZBOT_TLS_CA = dir .. "/other-ca.pem" })
+      { SHAZBOT_TLS_CA = certs.other })
     assert.are.equal(1, status, out)
     assert.truthy(out:find("cannot reach", 1, true), out)
     assert.truthy(out:lower():find("certificate", 1, true), out)

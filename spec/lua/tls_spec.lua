@@ -2,26 +2,8 @@
 -- the openssl program, asked with curl.
 local cluster = require "support.cluster"
 
-local function sh(cmd)
-  local status, out = cluster.sh(cmd)
-  return status, out
-end
-
--- A CA and a node certificate for 127.0.0.1 and localhost, signed by it, in `dir`.
-local function make_certs(dir)
-  local status, out = sh(string.format([[{
-cd '%s' &&
-openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=spec-ca &&
-openssl req -newkey rsa:2048 -nodes -keyout node.key -out node.csr -subj /CN=localhost &&
-printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > ext.cnf &&
-openssl x509 -req -in node.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out node.pem -days 2 -extfile ext.cnf &&
-openssl req -x509 -newkey rsa:2048 -nodes -keyout other.key -out other.pem -days 2 -subj /CN=other &&
-openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj /CN=client &&
-openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2; } 2>&1]], dir))
-  assert(status == 0, out)
-  return { ca = dir .. "/ca.pem", cert = dir .. "/node.pem", key = dir .. "/node.key", other_key = dir .. "/other.key",
-           client = dir .. "/client.pem", client_key = dir .. "/client.key" }
-end
+local certs_of = require "support.certs"
+local sh = cluster.sh
 
 local function curl(args)
   return sh("curl -s --max-time 5 " .. args)
@@ -31,7 +13,7 @@ describe("TLS on the listener", function()
   local dir, certs
   setup(function()
     dir = cluster.tempdir()
-    certs = make_certs(dir)
+    certs = certs_of.make(dir)
   end)
   after_each(function() cluster.cleanup() end)
 

@@ -69,6 +69,15 @@ function cluster.tempdir()
 end
 
 local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+-- `s` as one word for sh.
+cluster.quote = quote
+
+-- Writes `data` to `path`, whole.
+function cluster.write_file(path, data)
+  local f = assert(io.open(path, "wb"))
+  f:write(data)
+  f:close()
+end
 
 -- Starts `clustershazbot <args>` with `env` (a table) added to the environment, under
 -- `wrapper` (a command prefix such as valgrind's) if given. Returns a process handle
