@@ -253,7 +253,11 @@ describe("compressed gossip", function()
       -- The refusal was no failure: the peer is online, and its plain answers were read.
       local view = cluster.view(a)
       assert.is_table(view.online[peer.url])
-      assert.is_table(view.online["http://127.0.0.1:9/heard-from-" .. mode .. "/"])
+      -- The record those answers carried is known. It names port 9, where nothing listens: by
+      -- the time the fourth request is in, a may have tried it, failed and listed it offline
+      -- (seen once in CI), so either list will do.
+      local heard = "http://127.0.0.1:9/heard-from-" .. mode .. "/"
+      assert.is_table(view.online[heard] or view.offline[heard], heard)
       -- A client that asks for no coding gets none.
       local status, headers = cluster.raw_exchange(a.port, cluster.raw_request("POST", "/clustershazbot/gossip",
         cluster.gossip_body({}, filler(40)), { Authorization = cluster.secret }))
